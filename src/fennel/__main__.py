@@ -1,0 +1,3 @@
+from fennel.cli import main
+
+main()

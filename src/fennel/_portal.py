@@ -1,0 +1,109 @@
+"""The background event-loop thread behind the sync facade.
+
+One daemon thread per process runs an anyio event loop with a :class:`BlockingPortal`; every
+sync call (``foo.delay()``, ``.get()``, ``gather``...) is a call through that portal, so the
+broker, result and DLQ logic exist once, in asyncio. Calls from many threads at once share the
+loop, and the broker coalesces what they send in the same loop turn into one round trip.
+
+Fork-aware: a child process after ``fork`` starts its own loop thread on first use and never
+touches the parent's connections.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+__all__ = ["call"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._portal: BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def portal(self) -> BlockingPortal:
+        portal = self._portal
+        if portal is not None and self._pid == os.getpid():
+            return portal
+        with self._lock:
+            if self._portal is None or self._pid != os.getpid():
+                self._start()
+            assert self._portal is not None
+            return self._portal
+
+    def _start(self) -> None:
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def main() -> None:
+            async with BlockingPortal() as portal:
+                box["portal"] = portal
+                ready.set()
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(main, backend="asyncio", backend_options=_backend_options())
+            except BaseException as exc:  # pragma: no cover - surfaced to the caller below
+                box["error"] = exc
+                ready.set()
+
+        # A daemon thread: an interpreter exiting with a sync app in use must never hang.
+        thread = threading.Thread(target=run, name="fennel-loop", daemon=True)
+        thread.start()
+        ready.wait()
+        if "error" in box:
+            raise RuntimeError("Fennel could not start its event-loop thread") from box["error"]
+        self._portal, self._thread, self._pid = box["portal"], thread, os.getpid()
+
+    def after_fork_in_child(self) -> None:
+        # The parent's loop thread does not exist here; its lock may be held. Start afresh.
+        self._lock = threading.Lock()
+        self._portal = None
+        self._thread = None
+        self._pid = 0
+
+    def stop(self) -> None:
+        portal, thread = self._portal, self._thread
+        if portal is None or thread is None or self._pid != os.getpid():
+            return
+        try:
+            portal.start_task_soon(portal.stop, True)
+        except RuntimeError:
+            return
+        thread.join(timeout=2.0)
+
+
+def _backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+_loop = _LoopThread()
+os.register_at_fork(after_in_child=_loop.after_fork_in_child)
+atexit.register(_loop.stop)
+
+
+def stop() -> None:
+    """Stop this process's loop thread (it restarts on the next call)."""
+    _loop.stop()
+    _loop.after_fork_in_child()
+
+
+def call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``await fn(*args)`` on the loop thread and return its result (thread-safe)."""
+    return _loop.portal().call(fn, *args)

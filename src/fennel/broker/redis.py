@@ -1,0 +1,377 @@
+"""All Redis I/O of Fennel.
+
+Every multi-step state change is one Lua script from ``scripts/``, loaded once and called by
+SHA. Calls issued together on the event loop are coalesced into one pipelined round trip by a
+:class:`_Coalescer`, which is how many concurrent ``delay()`` calls, or many completions
+finishing at once on a worker, cost one round trip instead of one each.
+
+redis-py errors are translated here, and only here, into :mod:`fennel.exceptions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import importlib.resources
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.client import PubSub
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from fennel._redis_url import mask_url
+from fennel.exceptions import BrokerError, ConnectionFailed, OutOfMemory
+from fennel.keys import GROUP, Keys
+
+__all__ = ["Broker", "DeliveredEntry"]
+
+T = TypeVar("T")
+Encodable = bytes | str | int | float
+
+SCRIPT_NAMES = (
+    "enqueue", "start", "complete", "retry", "promote", "handback", "renew", "reclaim", "replay",
+)
+
+
+def _load_scripts() -> dict[str, tuple[str, str]]:
+    """name -> (source, sha1) for every bundled Lua script."""
+    root = importlib.resources.files("fennel.broker") / "scripts"
+    out = {}
+    for name in SCRIPT_NAMES:
+        source = (root / f"{name}.lua").read_text(encoding="utf-8")
+        out[name] = (source, hashlib.sha1(source.encode()).hexdigest())
+    return out
+
+
+_SCRIPTS = _load_scripts()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveredEntry:
+    """One stream entry handed to this consumer: its id, the raw envelope (``None`` if the
+    entry had none), and how many times it has been delivered."""
+
+    entry_id: str
+    envelope: bytes | None
+    deliveries: int = 1
+
+
+class Broker:
+    """Connection to one Redis for one app. Bound to the event loop that first uses it."""
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        connect_timeout: float = 5.0,
+        socket_timeout: float = 10.0,
+        retries: int = 2,
+        max_connections: int | None = None,
+    ) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.keys = keys
+        self.socket_timeout = socket_timeout
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+            max_connections=max_connections,
+            decode_responses=False,
+            client_name=None,
+        )
+        self._coalescer = _Coalescer(self)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    def translate(self, exc: BaseException, doing: str) -> BaseException:
+        """A Fennel error for a redis-py error raised while ``doing`` something."""
+        if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
+            reason = str(exc) or type(exc).__name__
+            return ConnectionFailed(
+                f"Cannot reach Redis at {self.masked_url} while {doing} "
+                f"({mask_url(reason)}). Is the server running and the URL right?"
+            )
+        if isinstance(exc, rexc.ResponseError) and str(exc).startswith("OOM"):
+            return OutOfMemory(
+                f"Redis at {self.masked_url} is out of memory (maxmemory reached) while "
+                f"{doing}; nothing was written. Free memory or raise maxmemory, then retry."
+            )
+        if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+            return ConnectionFailed(
+                f"Redis at {self.masked_url} refused the credentials while {doing} ({exc}). "
+                "Check the username and password in the URL."
+            )
+        if isinstance(exc, rexc.RedisError):
+            return BrokerError(f"Redis at {self.masked_url} failed while {doing}: {exc}")
+        return exc
+
+    async def _guard(self, doing: str, coro: Awaitable[T]) -> T:
+        try:
+            return await coro
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, doing) from exc
+
+    async def script(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
+        """Run a bundled script; concurrent calls share one pipelined round trip."""
+        return await self._coalescer.call(name, keys, args)
+
+    async def script_now(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
+        """Run a bundled script in its own round trip (for rarely called, larger scripts)."""
+        source, sha = _SCRIPTS[name]
+        try:
+            try:
+                return await self._redis.evalsha(sha, len(keys), *keys, *args)
+            except rexc.NoScriptError:
+                return await self._redis.eval(source, len(keys), *keys, *args)
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, f"running {name}") from exc
+
+    async def scripts_pipelined(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[Encodable]]]
+    ) -> list[Any]:
+        """Run many script calls in one round trip; results (or exceptions) in order."""
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for i in pending:
+                name, keys, args = calls[i]
+                pipe.evalsha(_SCRIPTS[name][1], len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, rexc.NoScriptError) and attempt == 0:
+                    missing.append(i)
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            # The server lost its script cache (restart, SCRIPT FLUSH): load and redo those.
+            for name in {calls[i][0] for i in missing}:
+                await self._redis.script_load(_SCRIPTS[name][0])
+            pending = missing
+        return results
+
+    # -- producer side ----------------------------------------------------------------------
+
+    async def enqueue(self, job_id: str, envelope: bytes) -> None:
+        await self.script("enqueue", (self.keys.queue, self.keys.job(job_id)), (envelope,))
+
+    async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 2000) -> None:
+        """Enqueue many jobs, ``chunk`` per pipelined round trip."""
+        for start in range(0, len(jobs), chunk):
+            calls = [
+                ("enqueue", (self.keys.queue, self.keys.job(job_id)), (env,))
+                for job_id, env in jobs[start:start + chunk]
+            ]
+            try:
+                replies = await self.scripts_pipelined(calls)
+            except (rexc.RedisError, OSError) as exc:
+                raise self.translate(exc, "enqueueing jobs") from exc
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise self.translate(reply, "enqueueing jobs") from reply
+
+    async def job_states(self, job_ids: Sequence[str]) -> list[list[bytes | None]]:
+        """``[status, result, error]`` of each job, in one round trip."""
+        if not job_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), "status", "result", "error")
+        states: list[list[bytes | None]] = await self._guard("reading job status",
+                                                             pipe.execute())
+        return states
+
+    def pubsub(self) -> PubSub:
+        return self._redis.pubsub(ignore_subscribe_messages=True)
+
+    async def ping(self) -> None:
+        await self._guard("connecting", self._redis.ping())
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group at id 0 (and the stream) unless it exists."""
+        try:
+            await self._redis.xgroup_create(self.keys.queue, GROUP, id="0", mkstream=True)
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise self.translate(exc, "creating the consumer group") from exc
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, "creating the consumer group") from exc
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[DeliveredEntry]:
+        """New entries for ``consumer`` (at most ``count``), waiting up to ``block_ms``.
+
+        Recreates the consumer group if it vanished (Redis restarted without persistence).
+        """
+        return await self._read_group(consumer, ">", count, block_ms, "reading the queue")
+
+    async def own_pending(self, consumer: str, count: int = 1000) -> list[DeliveredEntry]:
+        """Entries delivered to ``consumer`` and not yet acknowledged, with their envelopes."""
+        return await self._read_group(consumer, "0", count, None, "reading pending entries")
+
+    async def _read_group(self, consumer: str, start: str, count: int, block_ms: int | None,
+                          doing: str) -> list[DeliveredEntry]:
+        try:
+            reply: Any = await self._redis.xreadgroup(
+                GROUP, consumer, {self.keys.queue: start}, count=count, block=block_ms
+            )
+        except rexc.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                await self.ensure_group()
+                return []
+            raise self.translate(exc, doing) from exc
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, doing) from exc
+        return [
+            DeliveredEntry(eid.decode(), fields.get(b"j") if fields else None)
+            for _stream, entries in reply or () for eid, fields in entries
+        ]
+
+    async def hand_back(self, consumer: str, entry: DeliveredEntry) -> bool:
+        """Requeue an unfinished entry at once (graceful shutdown); no retry is used."""
+        if entry.envelope is None:
+            # Deleted meanwhile: nothing to run, just clear it from our pending list.
+            await self._guard("acknowledging", self._redis.xack(self.keys.queue, GROUP,
+                                                                entry.entry_id))
+            return False
+        job_key = self.keys.job(_job_id_of(entry.envelope))
+        return bool(await self.script_now(
+            "handback", (self.keys.queue, job_key),
+            (GROUP, consumer, entry.entry_id, entry.envelope),
+        ))
+
+    async def mark_started(self, job_ids: Sequence[str]) -> None:
+        await self.script("start", [self.keys.job(j) for j in job_ids], ())
+
+    async def renew(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
+        """Renew leases; returns the entries this consumer no longer owns."""
+        lost = await self.script_now("renew", (self.keys.queue,), (GROUP, consumer, *entry_ids))
+        return {e.decode() for e in lost}
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[DeliveredEntry]:
+        """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``."""
+        try:
+            reply = await self.script_now(
+                "reclaim", (self.keys.queue,), (GROUP, consumer, min_idle_ms, count)
+            )
+        except BrokerError as exc:
+            if "NOGROUP" in str(exc):
+                await self.ensure_group()
+                return []
+            raise
+        return [
+            DeliveredEntry(eid.decode(), env if env else None, int(n)) for eid, env, n in reply
+        ]
+
+    async def promote_due(self, batch: int = 500) -> int:
+        return int(await self.script_now(
+            "promote", (self.keys.schedule, self.keys.queue), (self.keys.job(""), batch)
+        ))
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def dead_entries(self, count: int = 1000) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Every entry of the dead-letter stream, oldest first."""
+        out: list[tuple[str, dict[bytes, bytes]]] = []
+        start = "-"
+        while True:
+            batch: Any = await self._guard(
+                "reading the dead-letter queue",
+                self._redis.xrange(self.keys.dead, min=start, max="+", count=count),
+            )
+            for entry_id, fields in batch:
+                out.append((entry_id.decode(), fields))
+            if len(batch) < count:
+                return out
+            last = batch[-1][0].decode()
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+
+    async def replay(self, entry_id: str, job_id: str, envelope: bytes) -> bool:
+        return bool(await self.script(
+            "replay", (self.keys.dead, self.keys.queue, self.keys.job(job_id)),
+            (entry_id, envelope),
+        ))
+
+    async def purge(self, entry_id: str) -> bool:
+        return bool(await self._guard("purging the dead-letter queue",
+                                      self._redis.xdel(self.keys.dead, entry_id)))
+
+    async def call(self, doing: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run an arbitrary command with error translation (admin and stats)."""
+        return await self._guard(doing, fn(self._redis))
+
+
+def _job_id_of(envelope: bytes) -> str:
+    try:
+        value = orjson.loads(envelope).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+class _Coalescer:
+    """Collects script calls made in the same event-loop turn and sends them as one pipeline.
+
+    The first call schedules a flush; every call made before the flush runs joins it, so under
+    load each round trip carries many calls, and with one caller the cost is one loop turn.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._calls: list[tuple[str, Sequence[str], Sequence[Encodable]]] = []
+        self._futures: list[asyncio.Future[Any]] = []
+        self._scheduled = False
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._calls.append((name, keys, args))
+        self._futures.append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            task = loop.create_task(self._flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        result = await fut
+        if isinstance(result, BaseException):
+            raise self._broker.translate(result, f"running {name}") from result
+        return result
+
+    async def _flush(self) -> None:
+        # Let every coroutine that is ready this turn add its call first.
+        await asyncio.sleep(0)
+        calls, futures = self._calls, self._futures
+        self._calls, self._futures = [], []
+        self._scheduled = False
+        try:
+            results = await self._broker.scripts_pipelined(calls)
+        except BaseException as exc:  # delivered to every caller, including cancellation
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(self._broker.translate(exc, f"running {calls[0][0]}"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for fut, result in zip(futures, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)

@@ -1,0 +1,162 @@
+"""The async client of one app on one event loop: enqueue, wait for outcomes, the DLQ.
+
+Everything the sync facade offers is a call into this class through the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fennel.broker import Broker
+from fennel.client._listener import Outcome, ResultListener
+from fennel.exceptions import ResultMissing, ResultsDisabled, TaskFailed, Timeout
+from fennel.job import Job, Status, decode
+from fennel.middleware import run_hooks
+
+if TYPE_CHECKING:
+    from fennel.app import App
+
+__all__ = ["AsyncClient", "raise_or_value"]
+
+
+class AsyncClient:
+    """Connection pool, reply channel and listener of one app within one event loop."""
+
+    def __init__(self, app: App[Any]) -> None:
+        s = app.settings
+        self.app = app
+        self.pid = os.getpid()
+        self.broker = Broker(s.redis_url, app.keys, connect_timeout=s.connect_timeout,
+                             socket_timeout=s.socket_timeout)
+        self.client_id = uuid.uuid4().hex
+        self.reply_channel = app.keys.reply_channel(self.client_id)
+        self.listener = ResultListener(self.broker, self.reply_channel)
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
+        await self.broker.aclose()
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    async def _prepare(self, job: Job) -> bytes:
+        if self.app.settings.results_enabled:
+            job.reply_to = self.reply_channel
+        if self.app.middleware:
+            await run_hooks(self.app.middleware, "before_enqueue", self.app, job)
+        return job.encode(self.app.settings.max_payload)
+
+    async def enqueue(self, job: Job) -> None:
+        envelope = await self._prepare(job)
+        await self.broker.enqueue(job.id, envelope)
+        if self.app.middleware:
+            await run_hooks(self.app.middleware, "after_enqueue", self.app, job)
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> None:
+        # Encode everything first: one bad job fails the call before anything is written.
+        prepared = [(job.id, await self._prepare(job)) for job in jobs]
+        await self.broker.enqueue_many(prepared)
+        if self.app.middleware:
+            for job in jobs:
+                await run_hooks(self.app.middleware, "after_enqueue", self.app, job)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def outcomes(
+        self, job_ids: Sequence[str], timeout: float | None
+    ) -> list[asyncio.Future[Outcome]]:
+        """Futures of the jobs' outcomes, after waiting up to ``timeout`` for them all.
+
+        Futures still pending when time runs out are returned as they are (not done).
+        """
+        futures = await self.listener.watch(job_ids)
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            try:
+                await asyncio.wait(pending, timeout=timeout)
+            finally:
+                for job_id, fut in zip(job_ids, futures, strict=True):
+                    if not fut.done():
+                        self.listener.forget(job_id, fut)
+        return futures
+
+    async def result(self, job_id: str, timeout: float | None) -> Any:
+        if not self.app.settings.results_enabled:
+            raise ResultsDisabled(
+                f"Cannot get the result of job {job_id}: app {self.app.name!r} runs with "
+                "results_enabled=False. Enable it, or use .status() / wait()."
+            )
+        (fut,) = await self.outcomes([job_id], timeout)
+        if not fut.done():
+            raise Timeout(f"Job {job_id} did not finish within {timeout} seconds.")
+        return raise_or_value(job_id, fut.result())
+
+    async def status(self, job_id: str) -> Status:
+        ((status, _r, _e),) = await self.broker.job_states([job_id])
+        return Status.UNKNOWN if status is None else Status(status.decode())
+
+    # -- dead-letter queue ------------------------------------------------------------------
+
+    async def dead(self) -> list[tuple[str, Job]]:
+        """``(entry id, job)`` of every dead job, oldest first."""
+        return [(eid, dead_job(eid, fields)) for eid, fields in await self.broker.dead_entries()]
+
+    async def replay(self, filter: Callable[[Job], bool] | None) -> list[Job]:
+        replayed = []
+        for entry_id, job in await self.dead():
+            if filter is not None and not filter(job):
+                continue
+            fresh = Job(id=job.id, task=job.task, args=job.args, kwargs=job.kwargs, tries=0,
+                        max_retries=job.max_retries, timeout=job.timeout,
+                        enqueued_at=job.enqueued_at, reply_to=job.reply_to, errors=job.errors,
+                        on_success=job.on_success, on_failure=job.on_failure,
+                        headers=job.headers)
+            if await self.broker.replay(entry_id, job.id, fresh.encode()):
+                replayed.append(job)
+        return replayed
+
+    async def purge(self, filter: Callable[[Job], bool] | None) -> list[Job]:
+        purged = []
+        for entry_id, job in await self.dead():
+            if filter is not None and not filter(job):
+                continue
+            if await self.broker.purge(entry_id):
+                purged.append(job)
+        return purged
+
+
+def dead_job(entry_id: str, fields: dict[bytes, bytes]) -> Job:
+    """The job of a DLQ entry; an undecodable one becomes a job describing the raw bytes."""
+    raw = fields.get(b"j", b"")
+    reason = fields.get(b"reason", b"").decode(errors="replace")
+    try:
+        return decode(raw)
+    except ValueError as exc:
+        return Job(
+            id=fields.get(b"id", entry_id.encode()).decode(errors="replace") or entry_id,
+            task="<undecodable>",
+            args=[],
+            kwargs={},
+            errors=[{"type": "UndecodableJob", "args": [reason or str(exc)],
+                     "traceback": "", "raw": raw[:2000].decode(errors="replace")}],
+        )
+
+
+def raise_or_value(job_id: str, outcome: Outcome) -> Any:
+    """The value of a finished job, or the error its outcome stands for."""
+    status, payload = outcome
+    if status is Status.SUCCESS:
+        return orjson.loads(payload) if payload else None
+    if status is Status.DEAD:
+        err = orjson.loads(payload) if payload else {}
+        raise TaskFailed(job_id, err.get("type", "Exception"), err.get("args", []),
+                         err.get("traceback", ""))
+    raise ResultMissing(
+        f"Redis has no record of job {job_id}: it was never enqueued on this app, or its "
+        "result expired (results_ttl). Raise results_ttl if results are read late."
+    )

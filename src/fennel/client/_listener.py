@@ -1,0 +1,158 @@
+"""One completion listener per producer process (per event loop), shared by every waiter.
+
+Workers publish each finished job's outcome on the reply channel named in its envelope. The
+listener holds the only subscription and resolves the futures of every handle waiting on that
+job. A waiter registers first and then reads the job's state, so a completion can never slip
+between the two; after a reconnect, and every ``sweep_interval`` seconds, all pending waiters
+are re-checked in one pipelined read, which also notices results that expired meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+import structlog
+from redis import exceptions as rexc
+from redis.asyncio.client import PubSub
+
+from fennel.broker import Broker
+from fennel.job import TERMINAL, Status
+
+log = structlog.get_logger("fennel.client")
+
+#: (status, payload): payload is the result JSON for SUCCESS, the error JSON for DEAD.
+Outcome = tuple[Status, bytes | None]
+
+
+class ResultListener:
+    def __init__(self, broker: Broker, channel: str, sweep_interval: float = 2.0) -> None:
+        self._broker = broker
+        self._channel = channel
+        self._sweep_interval = sweep_interval
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Lock | None = None
+
+    async def watch(self, job_ids: Sequence[str]) -> list[asyncio.Future[Outcome]]:
+        """A future per job, resolved with its outcome once it is terminal (or unknown)."""
+        await self._start()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for job_id in job_ids:
+            fut: asyncio.Future[Outcome] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(fut)
+            futures.append(fut)
+        try:
+            await self._check(job_ids)
+        except BaseException:
+            for job_id, fut in zip(job_ids, futures, strict=True):
+                self.forget(job_id, fut)
+            raise
+        return futures
+
+    def forget(self, job_id: str, fut: asyncio.Future[Outcome]) -> None:
+        """Stop tracking ``fut`` (its waiter timed out or was cancelled)."""
+        futures = self._waiters.get(job_id)
+        if futures is None:
+            return
+        with contextlib.suppress(ValueError):
+            futures.remove(fut)
+        if not futures:
+            del self._waiters[job_id]
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._task is not None and not self._task.done():
+                return
+            # Subscribe here, not in the background, so an unreachable Redis fails the caller.
+            pubsub = await self._subscribe()
+            self._task = asyncio.get_running_loop().create_task(self._run(pubsub))
+
+    async def _subscribe(self) -> PubSub:
+        pubsub = self._broker.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+        except (rexc.RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise self._broker.translate(exc, "subscribing to job completions") from exc
+        return pubsub
+
+    async def _run(self, pubsub: PubSub) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            except Exception as exc:
+                log.warning("fennel.listener.reconnecting", error=str(exc), retry_in=delay)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                try:
+                    pubsub = await self._subscribe()
+                    delay = 0.05
+                except Exception:
+                    pubsub = self._broker.pubsub()  # fails again in _listen; loop backs off
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        if not pubsub.subscribed:
+            await pubsub.subscribe(self._channel)
+        # Anything published while we were not subscribed is found by this first sweep.
+        await self._check(list(self._waiters))
+        last_sweep = time.monotonic()
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                           timeout=self._sweep_interval)
+            if msg is not None and msg.get("type") == "message":
+                self._on_message(msg["data"])
+            now = time.monotonic()
+            if now - last_sweep >= self._sweep_interval:
+                last_sweep = now
+                if self._waiters:
+                    await self._check(list(self._waiters))
+
+    def _on_message(self, data: bytes) -> None:
+        job_id, _, rest = data.partition(b"\n")
+        status, _, payload = rest.partition(b"\n")
+        try:
+            self._resolve(job_id.decode(), Status(status.decode()), payload)
+        except ValueError:
+            log.warning("fennel.listener.bad_message", data=data[:200])
+
+    async def _check(self, job_ids: Sequence[str]) -> None:
+        for start in range(0, len(job_ids), 1000):
+            chunk = job_ids[start:start + 1000]
+            states = await self._broker.job_states(chunk)
+            for job_id, (status, result, error) in zip(chunk, states, strict=True):
+                if status is None:
+                    self._resolve(job_id, Status.UNKNOWN, None)
+                    continue
+                st = Status(status.decode())
+                if st in TERMINAL:
+                    self._resolve(job_id, st, result if st is Status.SUCCESS else error)
+
+    def _resolve(self, job_id: str, status: Status, payload: bytes | None) -> None:
+        for fut in self._waiters.pop(job_id, ()):
+            if not fut.done():
+                fut.set_result((status, payload))

@@ -1,0 +1,1 @@
+"""Example apps shipped with Fennel (used by ``fennel demo``)."""

@@ -1,0 +1,71 @@
+"""Where a task's function runs: on the worker's loop (async tasks), in a thread pool, or in a
+process pool (sync tasks), with the per-task time limit of each.
+
+``run()`` returns the value or raises the task's exception. A time limit raises
+:class:`TaskTimeout`: an async task is cancelled, a process-pool child is killed and replaced,
+and a thread (which cannot be stopped) is abandoned, its late result discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+from typing import Any
+
+from fennel.task import Task
+from fennel.worker.processes import ProcessPool
+
+__all__ = ["Executor", "TaskTimeout"]
+
+
+class TaskTimeout(Exception):
+    """The task ran longer than its ``timeout``."""
+
+
+class Executor:
+    def __init__(self, pool: str, size: int, app_spec: str | None) -> None:
+        self.kind = pool
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix="fennel-task"
+        )
+        self._processes: ProcessPool | None = None
+        if pool == "process":
+            if app_spec is None:
+                raise ValueError("a process pool needs the app's 'module:attribute' spec")
+            self._processes = ProcessPool(size, app_spec)
+
+    async def start(self) -> None:
+        if self._processes is not None:
+            await self._processes.start()
+
+    async def run(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any],
+                  timeout: float | None, envelope: bytes) -> Any:
+        if task.is_async:
+            coro = task.fn(*args, **kwargs)
+            if timeout is None:
+                return await coro
+            try:
+                return await asyncio.wait_for(coro, timeout)
+            except asyncio.TimeoutError:
+                raise TaskTimeout(f"{task.name} ran longer than {timeout}s and was "
+                                  "cancelled") from None
+        if self._processes is not None:
+            return await self._processes.run(task.name, envelope, timeout)
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        fut = loop.run_in_executor(self._threads,
+                                   functools.partial(ctx.run, task.fn, *args, **kwargs))
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TaskTimeout(f"{task.name} ran longer than {timeout}s; its thread was "
+                              "abandoned and any late result will be discarded") from None
+
+    async def aclose(self, wait: bool) -> None:
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        if self._processes is not None:
+            await self._processes.aclose()

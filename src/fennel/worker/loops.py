@@ -1,0 +1,36 @@
+"""The worker's periodic background loops: lease renewal, reclaiming dead workers' jobs,
+promoting due retries, and the heartbeat. Each survives Redis errors with capped backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from fennel.exceptions import BrokerError
+
+log = structlog.get_logger("fennel.worker")
+
+
+async def every(interval: float, name: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run ``step`` every ``interval`` seconds forever; errors are logged and backed off."""
+    delay = interval
+    while True:
+        try:
+            await step()
+            delay = interval
+        except BrokerError as exc:
+            log.warning("worker.loop_error", loop=name, error=str(exc), retry_in=round(delay, 3))
+            delay = min(max(delay * 2, 0.1), 5.0)
+        except Exception:
+            log.exception("worker.loop_crashed", loop=name)
+            delay = min(max(delay * 2, 0.1), 5.0)
+        await asyncio.sleep(delay)
+
+
+def consumer_name() -> str:
+    """Unique per process: host, pid, and a random suffix (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"

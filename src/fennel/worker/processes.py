@@ -1,0 +1,167 @@
+"""A process pool that knows which job each child runs.
+
+Each child is a spawned interpreter that imports the app (``module:attribute``) and runs one
+job at a time, sent and answered as JSON bytes over a pipe: job data never goes through
+pickle. Because the parent knows which child runs which job, a child that crashes
+(``os._exit``, a segfault) fails exactly that job's attempt, and a job over its time limit
+gets its child killed; in both cases a fresh child takes the slot and other jobs go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import traceback
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import orjson
+
+__all__ = ["ChildDied", "ProcessPool", "RemoteError"]
+
+
+class ChildDied(Exception):
+    """The child process running the job exited or was killed before answering."""
+
+
+class RemoteError(Exception):
+    """An exception raised by the task in a child process, as type name, args and traceback."""
+
+    def __init__(self, type_name: str, args: list[Any], tb: str) -> None:
+        super().__init__(*args)
+        self.type_name = type_name
+        self.remote_traceback = tb
+
+
+class _Child:
+    def __init__(self, ctx: Any, app_spec: str) -> None:
+        parent, child = ctx.Pipe(duplex=True)
+        self.conn: multiprocessing.connection.Connection = parent
+        self.process: BaseProcess = ctx.Process(
+            target=_child_main, args=(child, app_spec, sys.path), daemon=True,
+            name="fennel-child",
+        )
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.process.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+class ProcessPool:
+    def __init__(self, size: int, app_spec: str) -> None:
+        self._size = size
+        self._app_spec = app_spec
+        self._ctx = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Child] | None = None
+        self._all: set[_Child] = set()
+
+    async def start(self) -> None:
+        self._idle = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        children = await asyncio.gather(*(
+            loop.run_in_executor(None, _Child, self._ctx, self._app_spec)
+            for _ in range(self._size)
+        ))
+        for child in children:
+            self._all.add(child)
+            self._idle.put_nowait(child)
+
+    async def run(self, task_name: str, envelope: bytes, timeout: float | None) -> Any:
+        assert self._idle is not None, "ProcessPool.start() was not awaited"
+        child = await self._idle.get()
+        healthy = False
+        try:
+            child.conn.send_bytes(orjson.dumps([task_name, orjson.loads(envelope)]))
+            reply = await asyncio.wait_for(self._recv(child), timeout)
+            healthy = True
+        except asyncio.TimeoutError:
+            from fennel.worker.executor import TaskTimeout
+
+            raise TaskTimeout(f"{task_name} ran longer than {timeout}s; its process was "
+                              "killed") from None
+        except (EOFError, OSError, BrokenPipeError):
+            code = child.process.exitcode
+            raise ChildDied(f"the process running {task_name} died (exit code {code})") from None
+        finally:
+            if healthy:
+                self._idle.put_nowait(child)
+            else:
+                await self._replace(child)
+        kind, payload = orjson.loads(reply)
+        if kind == "ok":
+            return payload
+        raise RemoteError(payload["type"], payload["args"], payload["traceback"])
+
+    async def _recv(self, child: _Child) -> bytes:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        fd = child.conn.fileno()
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            if fut.done():
+                return
+            try:
+                fut.set_result(child.conn.recv_bytes())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        loop.add_reader(fd, readable)
+        try:
+            return await fut
+        finally:
+            loop.remove_reader(fd)
+
+    async def _replace(self, child: _Child) -> None:
+        assert self._idle is not None
+        self._all.discard(child)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, child.kill)
+        fresh = await loop.run_in_executor(None, _Child, self._ctx, self._app_spec)
+        self._all.add(fresh)
+        self._idle.put_nowait(fresh)
+
+    async def aclose(self) -> None:
+        for child in list(self._all):
+            child.kill()
+        self._all.clear()
+
+
+def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,
+                path: list[str]) -> None:
+    import signal
+
+    # The supervisor handles shutdown; children must not die of the terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.path[:] = path
+    from fennel.cli._loader import load_app
+
+    app = load_app(app_spec)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            os._exit(0)
+        task_name, env = orjson.loads(data)
+        try:
+            task = app.tasks[task_name]
+            value = task.fn(*env["args"], **env["kwargs"])
+            if asyncio.iscoroutine(value):
+                value = asyncio.run(value)
+            reply = orjson.dumps(["ok", value])
+        except BaseException as exc:
+            from fennel.job import error_record
+
+            record = error_record(exc, 0, traceback.format_exc())
+            reply = orjson.dumps(["error", record])
+        conn.send_bytes(reply)

@@ -1,0 +1,262 @@
+"""One job's life on a worker: decode, check, execute, and record the outcome atomically.
+
+Every outcome is recorded by one fenced script (see ``broker/scripts``): success, a scheduled
+retry, or the dead-letter queue. Bad input of any kind (undecodable envelope, unknown task,
+unserialisable result, a job that keeps killing workers) becomes a recorded outcome; nothing
+raised by a job ever reaches the worker's loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+
+from fennel.broker import Broker, DeliveredEntry
+from fennel.exceptions import BrokerError, SerializationError, UnknownTask
+from fennel.job import Job, decode, encode_value, error_record
+from fennel.keys import GROUP
+from fennel.middleware import run_hooks
+from fennel.worker.executor import Executor
+from fennel.worker.processes import RemoteError
+
+if TYPE_CHECKING:
+    from fennel.app import App
+
+__all__ = ["InFlight", "JobRunner"]
+
+log = structlog.get_logger("fennel.worker")
+
+
+@dataclass(eq=False)
+class InFlight:
+    """A delivered entry this worker owns until it records an outcome or hands it back."""
+
+    entry: DeliveredEntry
+    job: Job | None = None
+    started: float = field(default_factory=time.monotonic)
+    #: Set when a lease renewal finds another worker owns the entry now.
+    lost: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class JobRunner:
+    def __init__(self, app: App[Any], broker: Broker, executor: Executor, consumer: str,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.broker = broker
+        self.executor = executor
+        self.consumer = consumer
+        self.keys = app.keys
+        self._on_outcome = on_outcome
+        self._ttl = self.settings.results_ttl
+        self._mw = app.middleware
+        self._to_mark: list[str] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def handle(self, flight: InFlight) -> None:
+        entry = flight.entry
+        try:
+            job = decode(entry.envelope) if entry.envelope is not None else None
+        except ValueError as exc:
+            await self._bury_raw(entry, f"undecodable job: {exc}")
+            return
+        if job is None:
+            await self._bury_raw(entry, "stream entry has no job envelope")
+            return
+        flight.job = job
+        attempt = job.tries + 1
+        if entry.deliveries > self.settings.max_deliveries:
+            reason = (f"delivered {entry.deliveries} times without finishing (max_deliveries="
+                      f"{self.settings.max_deliveries}); it may be crashing its worker")
+            err = {"type": "MaxDeliveriesExceeded", "args": [reason], "traceback": "",
+                   "attempt": attempt, "at": time.time()}
+            await self._dead(flight, job, err, reason)
+            return
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            # Never imported by name: the registry is the only source of code. During a
+            # rolling deploy another worker may know it, so this is a retryable failure.
+            unknown = UnknownTask(
+                f"Task {job.task!r} is not registered on app {self.app.name!r} in this worker. "
+                "Deploy the code that defines it, then replay the job from the DLQ."
+            )
+            await self._failed(flight, job, unknown, "", 0.0)
+            return
+
+        self._mark_started(job.id)
+        log.info("job.started", job_id=job.id, task=job.task, attempt=attempt)
+        if self._mw:
+            await run_hooks(self._mw, "before_execute", self.app, job)
+        started = time.perf_counter()
+        try:
+            value = await self.executor.run(task, job.args, job.kwargs, job.timeout,
+                                            entry.envelope or b"")
+            payload = encode_value(value, f"task {job.task!r}")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            duration = time.perf_counter() - started
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                exc = RuntimeError(f"task raised {type(exc).__name__}")
+            tb = exc.remote_traceback if isinstance(exc, RemoteError) else traceback.format_exc()
+            if self._mw:
+                await run_hooks(self._mw, "after_execute", self.app, job, exc, duration)
+            await self._failed(flight, job, exc, tb, duration)
+            return
+        duration = time.perf_counter() - started
+        if self._mw:
+            await run_hooks(self._mw, "after_execute", self.app, job, None, duration)
+        result = payload if self.settings.results_enabled else b""
+        if await self._complete(flight, job, "SUCCESS", result, b"", "", job.on_success, value):
+            log.info("job.succeeded", job_id=job.id, task=job.task, attempt=attempt,
+                     duration=round(duration, 6))
+            if self._mw:
+                await run_hooks(self._mw, "on_success", self.app, job, value, duration)
+
+    def _mark_started(self, job_id: str) -> None:
+        """Set EXECUTING without waiting for it: jobs started in the same loop turn share one
+        call, and a completion that overtakes it keeps its terminal status (see start.lua)."""
+        self._to_mark.append(job_id)
+        if len(self._to_mark) == 1:
+            task = asyncio.get_running_loop().create_task(self._flush_marks())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _flush_marks(self) -> None:
+        await asyncio.sleep(0)
+        ids, self._to_mark = self._to_mark, []
+        try:
+            await self.broker.mark_started(ids)
+        except BrokerError as exc:
+            log.debug("job.mark_started_failed", error=str(exc), count=len(ids))
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def _failed(self, flight: InFlight, job: Job, exc: BaseException, tb: str,
+                      duration: float) -> None:
+        attempt = job.tries + 1
+        record = error_record(exc, attempt, tb)
+        if isinstance(exc, RemoteError):
+            record["type"] = exc.type_name
+        if isinstance(exc, SerializationError):
+            record["type"] = "SerializationError"
+        if self._mw:
+            await run_hooks(self._mw, "on_failure", self.app, job, exc)
+        if job.tries < job.max_retries:
+            delay = self._backoff(job.tries)
+            nxt = Job(**{**job.__dict__, "tries": job.tries + 1,
+                         "errors": [*job.errors, record]})
+            ok = await self._record(flight, "retry",
+                                    (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
+                                    (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(),
+                                     int(delay * 1000), job.id, _error_json(record)))
+            if ok:
+                log.warning("job.retrying", job_id=job.id, task=job.task, attempt=attempt,
+                            error=f"{record['type']}: {record['args']}", retry_in=round(delay, 3),
+                            duration=round(duration, 6))
+                if self._mw:
+                    await run_hooks(self._mw, "on_retry", self.app, job, exc, delay)
+            return
+        job.errors = [*job.errors, record]
+        await self._dead(flight, job, record, f"{record['type']}: retries exhausted", exc)
+
+    def _backoff(self, tries: int) -> float:
+        try:
+            return max(0.0, float(self.settings.retry_backoff(tries)))
+        except Exception:
+            log.exception("fennel.retry_backoff_failed", tries=tries)
+            return 1.0
+
+    async def _dead(self, flight: InFlight, job: Job, record: dict[str, Any], reason: str,
+                    exc: BaseException | None = None) -> None:
+        if record not in job.errors:
+            job.errors = [*job.errors, record]
+        ok = await self._complete(flight, job, "DEAD", _error_json(record), job.encode(), reason,
+                                  job.on_failure, record)
+        if ok:
+            log.error("job.dead", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                      reason=reason, error=f"{record['type']}: {record['args']}")
+            if self._mw:
+                await run_hooks(self._mw, "on_dead", self.app, job, reason)
+
+    async def _bury_raw(self, entry: DeliveredEntry, reason: str) -> None:
+        """Move an entry that is not a job at all to the DLQ, raw bytes and reason."""
+        raw = entry.envelope or b""
+        log.error("job.undecodable", entry_id=entry.entry_id, reason=reason, raw=raw[:200])
+        err = orjson.dumps({"type": "UndecodableJob", "args": [reason], "traceback": ""})
+        await self._record(InFlight(entry), "complete",
+                           (self.keys.queue, self.keys.job(""), self.keys.dead),
+                           (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl, "",
+                            "", raw, reason, "1"))
+
+    async def _complete(self, flight: InFlight, job: Job, status: str, payload: bytes,
+                        dlq_envelope: bytes, reason: str, followups: list[dict[str, Any]],
+                        passed: Any) -> bool:
+        keys = [self.keys.queue, self.keys.job(job.id), self.keys.dead]
+        extra: list[bytes] = []
+        for i, sig in enumerate(followups):
+            cb = _followup(job, i, status, sig, passed)
+            keys.append(self.keys.job(cb.id))
+            extra.append(cb.encode())
+        return await self._record(
+            flight, "complete", keys,
+            (GROUP, self.consumer, flight.entry.entry_id, status, payload, self._ttl,
+             job.reply_to or "", job.id, dlq_envelope, reason, "1", *extra),
+        )
+
+    async def _record(self, flight: InFlight, script: str, keys: Any, args: Any) -> bool:
+        """Run a fenced outcome script until Redis answers; False if the lease was lost.
+
+        Redis being down or out of memory must not drop the outcome: the call is retried with
+        capped backoff while the worker keeps renewing the lease. Retrying is harmless when a
+        reply was lost, because the fencing check refuses a second completion.
+        """
+        delay = 0.05
+        while True:
+            try:
+                ok = bool(await self.broker.script(script, keys, args))
+                break
+            except BrokerError as exc:
+                if flight.lost:
+                    ok = False
+                    break
+                log.warning("job.record_failed", entry_id=flight.entry.entry_id, error=str(exc),
+                            retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if not ok:
+            log.warning("job.lease_lost", entry_id=flight.entry.entry_id,
+                        job_id=flight.job.id if flight.job else None,
+                        detail="another worker owns this job now; this outcome was discarded")
+        elif self._on_outcome is not None:
+            self._on_outcome(script, flight.entry.entry_id)
+        return ok
+
+
+def _error_json(record: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": record["type"], "args": record["args"],
+                         "traceback": record.get("traceback", "")})
+
+
+def _followup(job: Job, index: int, status: str, sig: dict[str, Any], passed: Any) -> Job:
+    """The job a completion callback enqueues: its own args plus the result (or error)."""
+    return Job(
+        # Deterministic, so a retried completion cannot enqueue a second copy.
+        id=f"{job.id}.{'s' if status == 'SUCCESS' else 'f'}{index}",
+        task=str(sig["task"]),
+        args=[*sig.get("args", []), passed],
+        kwargs=dict(sig.get("kwargs", {})),
+        max_retries=int(sig.get("max_retries", 0)),
+        timeout=sig.get("timeout"),
+        on_success=list(sig.get("on_success", [])),
+        on_failure=list(sig.get("on_failure", [])),
+        headers=dict(job.headers),
+    )

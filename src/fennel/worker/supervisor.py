@@ -1,0 +1,284 @@
+"""The worker process: one asyncio supervisor that reads jobs, runs them, and shuts down
+gracefully.
+
+Pieces (each small, each here or in a sibling module):
+- the consume loop reads at most as many entries as there are free slots
+  (``XREADGROUP COUNT <free>``), so nothing waits in a local buffer where a crash would
+  strand it;
+- :class:`~fennel.worker.runner.JobRunner` runs each job and records its outcome;
+- background loops (``loops.every``): lease renewal, reclaiming expired leases, promoting due
+  retries, heartbeat;
+- shutdown: on the first SIGTERM/SIGINT stop reading, let in-flight jobs finish within
+  ``grace_period``, hand back the rest to the queue at once; a second signal exits now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from fennel.broker import Broker, DeliveredEntry
+from fennel.exceptions import BrokerError
+from fennel.keys import GROUP
+from fennel.middleware import run_hooks
+from fennel.worker.executor import Executor
+from fennel.worker.loops import consumer_name, every
+from fennel.worker.runner import InFlight, JobRunner
+
+if TYPE_CHECKING:
+    from fennel.app import App
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger("fennel.worker")
+
+
+class Worker:
+    """Runs the jobs of one app. ``await Worker(app).run()`` returns the exit code."""
+
+    def __init__(
+        self,
+        app: App[Any],
+        *,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        app_spec: str | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        s = app.settings
+        self.app = app
+        self.settings = s
+        self.concurrency = concurrency or s.concurrency
+        self.consumer = consumer_name()
+        self.broker = Broker(s.redis_url, app.keys, connect_timeout=s.connect_timeout,
+                             socket_timeout=s.socket_timeout)
+        self.executor = Executor(pool or s.pool, self.concurrency, app_spec)
+        self.runner = JobRunner(app, self.broker, self.executor, self.consumer)
+        self.inflight: dict[str, InFlight] = {}
+        self.state = "starting"
+        #: monotonic time the consume loop last made progress (for liveness probes)
+        self.last_progress = time.monotonic()
+        self.started_at = time.time()
+        self.processed = 0
+        self._install_signals = install_signal_handlers
+        self._signals = 0
+        self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._block_ms = int(max(100, min(2000, s.socket_timeout * 1000 / 2)))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        if self._install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        await self._connect()
+        await self.executor.start()
+        log.info("worker.started", consumer=self.consumer, app=self.app.name,
+                 concurrency=self.concurrency, pool=self.executor.kind,
+                 tasks=sorted(self.app.tasks), redis=self.broker.masked_url)
+        if self.app.middleware:
+            await run_hooks(self.app.middleware, "on_worker_start", self.app, self)
+        lease = self.settings.lease_timeout
+        renewer = asyncio.create_task(every(lease / 3, "lease", self._renew))
+        others = [
+            asyncio.create_task(every(max(0.05, lease / 4), "reclaim", self._reclaim)),
+            asyncio.create_task(every(self.settings.schedule_interval, "schedule",
+                                      self.broker.promote_due)),
+            asyncio.create_task(every(min(5.0, lease / 3), "heartbeat", self._heartbeat)),
+        ]
+        self.state = "running"
+        try:
+            await self._consume()
+        finally:
+            self.state = "stopping"
+            for t in others:
+                t.cancel()
+            await self._drain()
+            renewer.cancel()
+            await asyncio.gather(renewer, *others, return_exceptions=True)
+            await self._farewell()
+            await self.executor.aclose(wait=False)
+            if self.app.middleware:
+                await run_hooks(self.app.middleware, "on_worker_stop", self.app, self)
+            await self.broker.aclose()
+            self.state = "stopped"
+            log.info("worker.stopped", consumer=self.consumer, processed=self.processed)
+        return 0
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what the first SIGTERM/SIGINT does)."""
+        self._stop.set()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("worker.stopping", signal=signal.Signals(sig).name,
+                     in_flight=len(self.inflight), grace_period=self.settings.grace_period)
+            self.stop()
+        else:
+            # Second signal: stop now. Unfinished jobs come back after lease_timeout.
+            log.warning("worker.killed", signal=signal.Signals(sig).name,
+                        in_flight=len(self.inflight))
+            os._exit(1)
+
+    async def _connect(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.broker.ensure_group()
+                return
+            except BrokerError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("worker.connect_failed", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        stop_wait = asyncio.create_task(self._stop.wait())
+        delay = 0.05
+        try:
+            while not self._stop.is_set():
+                free = self.concurrency - len(self.inflight)
+                self.last_progress = time.monotonic()
+                if free <= 0:
+                    self._slot_freed.clear()
+                    slot = asyncio.create_task(self._slot_freed.wait())
+                    await asyncio.wait({slot, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    slot.cancel()
+                    continue
+                read = asyncio.create_task(self.broker.read(self.consumer, free, self._block_ms))
+                await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    # Anything delivered to a cancelled read sits in our pending list and is
+                    # handed back by _drain.
+                    read.cancel()
+                    with contextlib.suppress(BaseException):
+                        await read
+                    break
+                try:
+                    entries = read.result()
+                    delay = 0.05
+                except BrokerError as exc:
+                    log.warning("worker.read_failed", error=str(exc), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self.dispatch(entries)
+        finally:
+            stop_wait.cancel()
+
+    def dispatch(self, entries: list[DeliveredEntry]) -> None:
+        loop = asyncio.get_running_loop()
+        for entry in entries:
+            if entry.entry_id in self.inflight:
+                continue
+            flight = InFlight(entry)
+            self.inflight[entry.entry_id] = flight
+            flight.task = loop.create_task(self._run_one(flight))
+
+    async def _run_one(self, flight: InFlight) -> None:
+        try:
+            await self.runner.handle(flight)
+            self.processed += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker.job_crashed", entry_id=flight.entry.entry_id)
+        finally:
+            self.inflight.pop(flight.entry.entry_id, None)
+            self._slot_freed.set()
+            self.last_progress = time.monotonic()
+
+    # -- background loops ---------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        ids = list(self.inflight)
+        for start in range(0, len(ids), 500):
+            lost = await self.broker.renew(self.consumer, ids[start:start + 500])
+            for entry_id in lost:
+                flight = self.inflight.get(entry_id)
+                if flight is not None and not flight.lost:
+                    flight.lost = True
+                    log.warning("job.lease_lost", entry_id=entry_id,
+                                job_id=flight.job.id if flight.job else None)
+
+    async def _reclaim(self) -> None:
+        free = self.concurrency - len(self.inflight)
+        if free <= 0 or self._stop.is_set():
+            return
+        entries = await self.broker.reclaim(
+            self.consumer, int(self.settings.lease_timeout * 1000), free
+        )
+        if entries:
+            log.warning("worker.reclaimed", count=len(entries),
+                        entries=[e.entry_id for e in entries][:20])
+            self.dispatch(entries)
+
+    async def _heartbeat(self) -> None:
+        lease = self.settings.lease_timeout
+        keys = self.app.keys
+
+        async def beat(r: Any) -> None:
+            secs, _micros = await r.time()
+            await r.zadd(keys.workers, {self.consumer: secs})
+            stale_before = secs - max(3 * lease, 15)
+            alive = {m.decode() for m in await r.zrangebyscore(keys.workers, stale_before, "+inf")}
+            await r.zremrangebyscore(keys.workers, "-inf", f"({stale_before}")
+            for c in await r.xinfo_consumers(keys.queue, GROUP):
+                name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                if name not in alive and c["pending"] == 0 and c["idle"] > 60_000:
+                    await r.xgroup_delconsumer(keys.queue, GROUP, name)
+
+        await self.broker.call("sending the heartbeat", beat)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        flights = [f for f in self.inflight.values() if f.task is not None]
+        if flights:
+            log.info("worker.draining", in_flight=len(flights),
+                     grace_period=self.settings.grace_period)
+            await asyncio.wait([f.task for f in flights if f.task is not None],
+                               timeout=self.settings.grace_period)
+        unfinished = list(self.inflight.values())
+        for flight in unfinished:
+            if flight.task is not None and not flight.task.done():
+                flight.task.cancel()
+        await asyncio.gather(*(f.task for f in unfinished if f.task is not None),
+                             return_exceptions=True)
+        handed = 0
+        try:
+            # Everything still delivered to us: unfinished jobs and reads cut short.
+            for entry in await self.broker.own_pending(self.consumer):
+                if await self.broker.hand_back(self.consumer, entry):
+                    handed += 1
+        except BrokerError as exc:
+            log.warning("worker.handback_failed", error=str(exc),
+                        detail="unfinished jobs return after lease_timeout instead")
+        self.inflight.clear()
+        if handed:
+            log.info("worker.handed_back", count=handed)
+
+    async def _farewell(self) -> None:
+        keys = self.app.keys
+
+        async def leave(r: Any) -> None:
+            await r.zrem(keys.workers, self.consumer)
+            pending = await r.xpending_range(keys.queue, GROUP, "-", "+", 1,
+                                             consumername=self.consumer)
+            if not pending:
+                await r.xgroup_delconsumer(keys.queue, GROUP, self.consumer)
+
+        with contextlib.suppress(BrokerError):
+            await self.broker.call("leaving the consumer group", leave)

@@ -1,0 +1,25 @@
+"""Async-interface app: the guide's async examples."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fennel import App
+
+app = App(name="tests-aio", interface="async", default_retries=0)
+
+
+@app.task
+async def foo(n: float) -> float:
+    await asyncio.sleep(n)
+    return n
+
+
+@app.task(retries=0)
+async def boom(n: int) -> None:
+    raise Exception("baz")
+
+
+@app.task
+def sync_square(n: int) -> int:
+    return n * n
