@@ -23,3 +23,13 @@ async def boom(n: int) -> None:
 @app.task
 def sync_square(n: int) -> int:
     return n * n
+
+
+@app.task(retries=0)
+async def afails_unless_file(path: str) -> str:
+    """Async twin of basic.fails_unless_file, for DLQ replays through fennel.client.aio."""
+    import pathlib
+
+    if not pathlib.Path(path).exists():
+        raise RuntimeError(f"missing {path}")
+    return pathlib.Path(path).read_text()

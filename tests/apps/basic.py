@@ -78,3 +78,17 @@ def unserialisable() -> object:
 @app.task(name="custom.name")
 def renamed() -> str:
     return "renamed"
+
+
+@app.task(retries=0)
+def fails_unless_file(path: str) -> str:
+    """Fails until the file at ``path`` exists: lets a DLQ replay succeed after a "fix"."""
+    if not Path(path).exists():
+        raise RuntimeError(f"missing {path}")
+    return Path(path).read_text()
+
+
+@app.task(name="shared.whoami")
+def whoami() -> str:
+    """Same task name as in tests/apps/twin.py: apps must not run each other's jobs."""
+    return app.name
