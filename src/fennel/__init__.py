@@ -16,9 +16,20 @@
 from fennel.app import App
 from fennel.job import Job, Status
 from fennel.middleware import Middleware
-from fennel.task import AsyncTask, SyncTask, Task, call
+from fennel.task import AsyncTask, Signature, SyncTask, Task, call, chain
 
 __version__ = "0.1.0"
 
-__all__ = ["App", "AsyncTask", "Job", "Middleware", "Status", "SyncTask", "Task", "__version__",
-           "call"]
+__all__ = [
+    "App",
+    "AsyncTask",
+    "Job",
+    "Middleware",
+    "Signature",
+    "Status",
+    "SyncTask",
+    "Task",
+    "__version__",
+    "call",
+    "chain",
+]

@@ -21,7 +21,7 @@ from fennel.job import Job
 if TYPE_CHECKING:
     from fennel.app import App
 
-__all__ = ["AsyncTask", "SyncTask", "Task"]
+__all__ = ["AsyncTask", "Signature", "SyncTask", "Task", "chain"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,7 +62,9 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def make_job(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
+    def make_job(self, args: Sequence[Any], kwargs: dict[str, Any],
+                 on_success: Sequence[Callback] = (),
+                 on_failure: Sequence[Callback] = ()) -> Job:
         return Job(
             id=uuid.uuid4().hex,
             task=self.name,
@@ -70,14 +72,157 @@ class Task(Generic[P, R]):
             kwargs=kwargs,
             max_retries=self.retries,
             timeout=self.timeout,
+            on_success=[as_signature(cb).to_dict() for cb in on_success],
+            on_failure=[as_signature(cb).to_dict() for cb in on_failure],
         )
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A call of this task to make later, as a callback or a chain step.
+
+        When it runs as a callback, the finished job's result (``on_success``) or error record
+        (``on_failure``) is passed after ``args``: ``notify.s("ops@example.com")`` runs as
+        ``notify("ops@example.com", result)``.
+        """
+        return Signature(self, args, kwargs)
 
     def _bulk_jobs(self, arguments: Iterable[BulkItem]) -> list[Job]:
         return [self.make_job(*_split(item)) for item in arguments]
 
 
+class Signature:
+    """A task call to make later: a completion callback, or a step of a :func:`chain`.
+
+    Made with ``task.s(*args, **kwargs)``. ``sig.then(other)`` runs ``other`` with this step's
+    result when it succeeds; ``sig.on_error(handler)`` runs ``handler`` with the error record
+    when it fails for good. Callbacks are enqueued by the same atomic Redis script that records
+    the outcome, so a crash can never record one without the other.
+    """
+
+    __slots__ = ("args", "failure", "kwargs", "success", "task")
+
+    def __init__(self, task: Task[Any, Any], args: Sequence[Any] = (),
+                 kwargs: dict[str, Any] | None = None, success: Sequence[Signature] = (),
+                 failure: Sequence[Signature] = ()) -> None:
+        self.task = task
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.success = tuple(success)
+        self.failure = tuple(failure)
+
+    def then(self, nxt: Callback) -> Signature:
+        """This call, followed by ``nxt`` (given this call's result) when it succeeds."""
+        return Signature(self.task, self.args, self.kwargs, (*self.success, as_signature(nxt)),
+                         self.failure)
+
+    def on_error(self, handler: Callback) -> Signature:
+        """This call, followed by ``handler`` (given the error record) if it fails for good."""
+        return Signature(self.task, self.args, self.kwargs, self.success,
+                         (*self.failure, as_signature(handler)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope fragment a worker turns into the follow-up job."""
+        d: dict[str, Any] = {"task": self.task.name, "args": list(self.args),
+                             "kwargs": self.kwargs, "max_retries": self.task.retries}
+        if self.task.timeout is not None:
+            d["timeout"] = self.task.timeout
+        if self.success:
+            d["on_success"] = [cb.to_dict() for cb in self.success]
+        if self.failure:
+            d["on_failure"] = [cb.to_dict() for cb in self.failure]
+        return d
+
+    def delay(self) -> Any:
+        """Enqueue this call (with its callbacks); returns the handle of its first job.
+
+        Awaitable under ``interface='async'``. The handles of follow-up jobs are reachable
+        with ``handle.followup(i)``.
+        """
+        t = self.task
+        job = t.make_job(self.args, self.kwargs, self.success, self.failure)
+        if t.app.settings.interface == "async":
+            async def run() -> AsyncResult[Any]:
+                await t.app.client().enqueue(job)
+                return AsyncResult(t.app, job.id)
+            return run()
+        _portal.call(_enqueue, t.app, job)
+        return Result(t.app, job.id)
+
+    def __repr__(self) -> str:
+        return f"<Signature {self.task.name} args={self.args!r}>"
+
+
+Callback = Task[Any, Any] | Signature
+
+
+def as_signature(cb: Callback) -> Signature:
+    if isinstance(cb, Signature):
+        return cb
+    if isinstance(cb, Task):
+        return Signature(cb)
+    raise TypeError(f"A callback must be a task or task.s(...), got {type(cb).__name__}")
+
+
+def chain(first: Callback, *rest: Callback) -> Signature:
+    """``chain(a.s(1), b, c)``: run ``a(1)``, then ``b(result of a)``, then ``c(result of b)``.
+
+    Each step runs only if the previous one succeeded; ``.delay()`` starts it.
+    """
+    sig: Signature | None = None
+    for step in reversed((first, *rest)):
+        s = as_signature(step)
+        sig = s if sig is None else s.then(sig)
+    assert sig is not None
+    return sig
+
+
+class _Options(Generic[P, R]):
+    def __init__(self, task: Task[P, R], on_success: Sequence[Callback],
+                 on_failure: Sequence[Callback]) -> None:
+        self._task = task
+        self._on_success = on_success
+        self._on_failure = on_failure
+
+    def _job(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
+        return self._task.make_job(args, kwargs, self._on_success, self._on_failure)
+
+
+class SyncOptions(_Options[P, R]):
+    """``task.options(...)`` of a sync app: ``.delay(...)`` enqueues with those options."""
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Result[R]:
+        job = self._job(args, kwargs)
+        _portal.call(_enqueue, self._task.app, job)
+        return Result(self._task.app, job.id)
+
+
+class AsyncOptions(_Options[P, R]):
+    """``task.options(...)`` of an async app: ``await .delay(...)`` enqueues with them."""
+
+    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        job = self._job(args, kwargs)
+        await self._task.app.client().enqueue(job)
+        return AsyncResult(self._task.app, job.id)
+
+
+def _callbacks(cb: Callback | Sequence[Callback] | None) -> list[Callback]:
+    if cb is None:
+        return []
+    if isinstance(cb, (Task, Signature)):
+        return [cb]
+    return list(cb)
+
+
 class AsyncTask(Task[P, R]):
     """Task handle of an app with ``interface='async'``."""
+
+    def options(self, *, on_success: Callback | Sequence[Callback] | None = None,
+                on_failure: Callback | Sequence[Callback] | None = None) -> AsyncOptions[P, R]:
+        """Enqueue with completion callbacks: ``await foo.options(on_success=bar).delay(1)``.
+
+        ``on_success`` tasks get the result as their last argument, ``on_failure`` tasks the
+        error record (``type``, ``args``, ``traceback``, ``attempt``) once retries are spent.
+        """
+        return AsyncOptions(self, _callbacks(on_success), _callbacks(on_failure))
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue a call; returns its :class:`AsyncResult` once Redis has it."""
@@ -95,6 +240,12 @@ class AsyncTask(Task[P, R]):
 
 class SyncTask(Task[P, R]):
     """Task handle of an app with ``interface='sync'``."""
+
+    def options(self, *, on_success: Callback | Sequence[Callback] | None = None,
+                on_failure: Callback | Sequence[Callback] | None = None) -> SyncOptions[P, R]:
+        """Enqueue with completion callbacks: ``foo.options(on_success=bar).delay(1)``
+        (see :meth:`AsyncTask.options`)."""
+        return SyncOptions(self, _callbacks(on_success), _callbacks(on_failure))
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Result[R]:
         """Enqueue a call; returns its :class:`Result` once Redis has it."""

@@ -25,6 +25,11 @@ class _Handle(Generic[R]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.job_id} app={self.app.name!r}>"
 
+    def followup(self, index: int = 0, *, failed: bool = False) -> Any:
+        """The handle of this job's ``index``-th ``on_success`` callback job (``on_failure``
+        with ``failed=True``); for a chain, ``x.followup().followup()`` is the third step."""
+        return type(self)(self.app, f"{self.job_id}.{'f' if failed else 's'}{index}")
+
     def __hash__(self) -> int:
         return hash((type(self), self.job_id))
 

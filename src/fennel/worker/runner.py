@@ -258,5 +258,7 @@ def _followup(job: Job, index: int, status: str, sig: dict[str, Any], passed: An
         timeout=sig.get("timeout"),
         on_success=list(sig.get("on_success", [])),
         on_failure=list(sig.get("on_failure", [])),
+        # The producer's listener hears of follow-ups too, so their handles resolve at once.
+        reply_to=job.reply_to,
         headers=dict(job.headers),
     )
