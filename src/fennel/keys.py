@@ -41,9 +41,9 @@ class Keys:
         return self.prefix + "workers"
 
     @property
-    def stats(self) -> str:
-        """Hash of per-minute completion counters used by ``fennel info``."""
-        return self.prefix + "stats"
+    def worker_info(self) -> str:
+        """Hash: worker name -> JSON of its host, pid, pool, in flight and recent throughput."""
+        return self.prefix + "workers:info"
 
     def job(self, job_id: str) -> str:
         """Hash: status, result or error, envelope (while retrying), timestamps."""

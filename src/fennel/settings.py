@@ -71,6 +71,11 @@ class Settings:
     socket_timeout: float = 10.0
     #: Seconds between checks for due retries and delayed jobs.
     schedule_interval: float = 0.1
+    #: Port of the worker's HTTP server for ``/livez``, ``/readyz`` and ``/metrics``
+    #: (``None``: no server). ``fennel health`` queries it when set.
+    health_port: int | None = None
+    #: Seconds the worker's event loop or consume loop may stall before ``/livez`` fails.
+    liveness_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -83,10 +88,14 @@ class Settings:
         _require(self, "max_deliveries", lambda v: isinstance(v, int) and v > 0, "an int > 0")
         _require(self, "max_payload", lambda v: isinstance(v, int) and v > 0, "an int > 0")
         for name in ("grace_period", "lease_timeout", "connect_timeout", "socket_timeout",
-                     "schedule_interval"):
+                     "schedule_interval", "liveness_timeout"):
             _require(self, name, lambda v: _is_number(v) and v > 0, "a number > 0")
         _require(self, "task_timeout", lambda v: v is None or (_is_number(v) and v > 0),
                  "None or a number > 0")
+        _require(self, "health_port",
+                 lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
+                                         and 0 <= v < 65536),
+                 "None or a port number (0 picks a free port)")
         _require(self, "retry_backoff", callable, "a callable (retries) -> seconds")
         _require(self, "results_enabled", lambda v: isinstance(v, bool), "True or False")
         if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
@@ -152,8 +161,13 @@ def _parse_env(name: str, default: Any, raw: str) -> Any:
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigurationError(name, raw, "'module:function' naming an importable "
                                      "callable") from exc
-    if name == "task_timeout" and text.lower() in ("", "none"):
+    if name in ("task_timeout", "health_port") and text.lower() in ("", "none"):
         return None
+    if name == "health_port":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigurationError(name, raw, "a port number") from None
     if isinstance(default, bool):
         lowered = text.lower()
         if lowered in ("1", "true", "yes", "on"):

@@ -1,5 +1,5 @@
 """The Redis broker: the only part of Fennel that talks to Redis."""
 
-from fennel.broker.redis import Broker, DeliveredEntry
+from fennel.broker.redis import Broker, DeliveredEntry, QueueStats
 
-__all__ = ["Broker", "DeliveredEntry"]
+__all__ = ["Broker", "DeliveredEntry", "QueueStats"]

@@ -28,7 +28,7 @@ from fennel._redis_url import mask_url
 from fennel.exceptions import BrokerError, ConnectionFailed, OutOfMemory
 from fennel.keys import GROUP, Keys
 
-__all__ = ["Broker", "DeliveredEntry"]
+__all__ = ["Broker", "DeliveredEntry", "QueueStats"]
 
 T = TypeVar("T")
 Encodable = bytes | str | int | float
@@ -59,6 +59,19 @@ class DeliveredEntry:
     entry_id: str
     envelope: bytes | None
     deliveries: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueStats:
+    """Queue figures of one app: ready jobs (``queue``), delivered but unacknowledged
+    (``pending``), waiting for a retry (``scheduled``), dead, and the live workers' reports."""
+
+    queue: int
+    pending: int
+    scheduled: int
+    dead: int
+    group_exists: bool
+    workers: dict[str, dict[str, Any]]
 
 
 class Broker:
@@ -314,6 +327,43 @@ class Broker:
     async def purge(self, entry_id: str) -> bool:
         return bool(await self._guard("purging the dead-letter queue",
                                       self._redis.xdel(self.keys.dead, entry_id)))
+
+    async def queue_stats(self) -> QueueStats:
+        """The app's queue figures, read from Redis in one round trip."""
+        k = self.keys
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.xlen(k.queue)
+        pipe.xpending(k.queue, GROUP)
+        pipe.zcard(k.schedule)
+        pipe.xlen(k.dead)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
+        pipe.hgetall(k.worker_info)
+        try:
+            now, depth, pending, scheduled, dead, beats, infos = await pipe.execute(
+                raise_on_error=False)
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, "reading queue statistics") from exc
+        if isinstance(now, BaseException):
+            raise self.translate(now, "reading queue statistics")
+        group = not isinstance(pending, BaseException)
+        workers = {}
+        for name, score in beats if not isinstance(beats, BaseException) else ():
+            info = infos.get(name) if isinstance(infos, dict) else None
+            workers[name.decode()] = {
+                "seen_ago": max(0.0, now[0] + now[1] / 1e6 - score),
+                **(orjson.loads(info) if info else {}),
+            }
+        in_flight = int(pending["pending"]) if group else 0
+        return QueueStats(
+            # Acknowledged entries are deleted, so the stream holds ready + in-flight jobs.
+            queue=max(0, int(depth) - in_flight) if not isinstance(depth, BaseException) else 0,
+            pending=in_flight,
+            scheduled=int(scheduled),
+            dead=int(dead) if not isinstance(dead, BaseException) else 0,
+            group_exists=group,
+            workers=workers,
+        )
 
     async def call(self, doing: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         """Run an arbitrary command with error translation (admin and stats)."""

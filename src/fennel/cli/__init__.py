@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fennel.cli import dlq
+from fennel.cli import dlq, ops
 from fennel.cli._loader import load_app
 from fennel.cli._logging import configure
 from fennel.exceptions import FennelError
@@ -24,6 +24,8 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(dlq.cli, name="dlq")
+cli.command()(ops.health)
+cli.command()(ops.info)
 
 AppOption = Annotated[str, typer.Option("--app", "-a", help="The app, as 'module:attribute'.")]
 
@@ -37,6 +39,8 @@ def worker(
         "--pool", "-p", help="Where sync tasks run: 'thread' or 'process'.")] = None,
     log_format: Annotated[str | None, typer.Option(help="'console' or 'json'.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    health_port: Annotated[int | None, typer.Option(
+        help="Serve /livez, /readyz and /metrics on this port.")] = None,
 ) -> None:
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
@@ -46,7 +50,8 @@ def worker(
     the_app = load_app(app)
     s = the_app.settings
     configure(log_format or s.log_format, log_level or s.log_level)
-    w = Worker(the_app, concurrency=concurrency, pool=pool, app_spec=app)
+    w = Worker(the_app, concurrency=concurrency, pool=pool, app_spec=app,
+               health_port=health_port)
     code = run_async(w.run())
     sys.stdout.flush()
     sys.stderr.flush()

@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from fennel.broker import Broker, DeliveredEntry
@@ -33,6 +35,7 @@ from fennel.worker.runner import InFlight, JobRunner
 
 if TYPE_CHECKING:
     from fennel.app import App
+    from fennel.worker.health import HealthServer
 
 __all__ = ["Worker"]
 
@@ -50,6 +53,7 @@ class Worker:
         pool: str | None = None,
         app_spec: str | None = None,
         install_signal_handlers: bool = True,
+        health_port: int | None = None,
     ) -> None:
         s = app.settings
         self.app = app
@@ -71,6 +75,12 @@ class Worker:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._block_ms = int(max(100, min(2000, s.socket_timeout * 1000 / 2)))
+        #: jobs taken over from dead workers (``fennel_redeliveries``)
+        self.redelivered = 0
+        #: completions per monotonic second, for the last minute (``fennel info``)
+        self._recent: dict[int, int] = {}
+        self.health: HealthServer | None = None
+        self._health_port = health_port if health_port is not None else s.health_port
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -81,6 +91,7 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
         await self._connect()
         await self.executor.start()
+        monitor = self._start_health()
         log.info("worker.started", consumer=self.consumer, app=self.app.name,
                  concurrency=self.concurrency, pool=self.executor.kind,
                  tasks=sorted(self.app.tasks), redis=self.broker.masked_url)
@@ -93,6 +104,7 @@ class Worker:
             asyncio.create_task(every(self.settings.schedule_interval, "schedule",
                                       self.broker.promote_due)),
             asyncio.create_task(every(min(5.0, lease / 3), "heartbeat", self._heartbeat)),
+            *monitor,
         ]
         self.state = "running"
         try:
@@ -109,9 +121,36 @@ class Worker:
             if self.app.middleware:
                 await run_hooks(self.app.middleware, "on_worker_stop", self.app, self)
             await self.broker.aclose()
+            if self.health is not None:
+                self.health.stop()
             self.state = "stopped"
             log.info("worker.stopped", consumer=self.consumer, processed=self.processed)
         return 0
+
+    def _start_health(self) -> list[asyncio.Task[None]]:
+        """Start the probe and metrics server if a health port is set."""
+        if self._health_port is None:
+            return []
+        from prometheus_client import CollectorRegistry
+
+        from fennel.worker.health import HealthServer
+        from fennel.worker.metrics import MetricsMiddleware, WorkerCollector
+
+        registry = CollectorRegistry()
+        self.health = health = HealthServer(self, self._health_port, registry)
+        registry.register(WorkerCollector(lambda: health.stats, lambda: len(self.inflight),
+                                          lambda: self.redelivered))
+        # Metrics are a middleware like any other, added first so user hooks see it done.
+        self.app.middleware.insert(0, MetricsMiddleware(registry))
+        health.start()
+        return [asyncio.create_task(health.monitor())]
+
+    def recent_throughput(self) -> int:
+        """Jobs this worker finished in the last 60 seconds."""
+        now = int(time.monotonic())
+        for sec in [s for s in self._recent if s <= now - 60]:
+            del self._recent[sec]
+        return sum(self._recent.values())
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what the first SIGTERM/SIGINT does)."""
@@ -152,9 +191,11 @@ class Worker:
                 free = self.concurrency - len(self.inflight)
                 self.last_progress = time.monotonic()
                 if free <= 0:
+                    # All slots busy counts as progress; wake up now and then to say so.
                     self._slot_freed.clear()
                     slot = asyncio.create_task(self._slot_freed.wait())
-                    await asyncio.wait({slot, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({slot, stop_wait}, timeout=1.0,
+                                       return_when=asyncio.FIRST_COMPLETED)
                     slot.cancel()
                     continue
                 read = asyncio.create_task(self.broker.read(self.consumer, free, self._block_ms))
@@ -191,6 +232,8 @@ class Worker:
         try:
             await self.runner.handle(flight)
             self.processed += 1
+            sec = int(time.monotonic())
+            self._recent[sec] = self._recent.get(sec, 0) + 1
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -221,6 +264,7 @@ class Worker:
             self.consumer, int(self.settings.lease_timeout * 1000), free
         )
         if entries:
+            self.redelivered += len(entries)
             log.warning("worker.reclaimed", count=len(entries),
                         entries=[e.entry_id for e in entries][:20])
             self.dispatch(entries)
@@ -229,12 +273,25 @@ class Worker:
         lease = self.settings.lease_timeout
         keys = self.app.keys
 
+        info = orjson.dumps({
+            "host": socket.gethostname(), "pid": os.getpid(), "pool": self.executor.kind,
+            "concurrency": self.concurrency, "in_flight": len(self.inflight),
+            "processed": self.processed, "last_minute": self.recent_throughput(),
+            "started_at": self.started_at,
+        })
+
         async def beat(r: Any) -> None:
-            secs, _micros = await r.time()
-            await r.zadd(keys.workers, {self.consumer: secs})
-            stale_before = secs - max(3 * lease, 15)
-            alive = {m.decode() for m in await r.zrangebyscore(keys.workers, stale_before, "+inf")}
-            await r.zremrangebyscore(keys.workers, "-inf", f"({stale_before}")
+            secs, micros = await r.time()
+            now = secs + micros / 1e6
+            await r.zadd(keys.workers, {self.consumer: now})
+            await r.hset(keys.worker_info, self.consumer, info)
+            stale_before = now - max(3 * lease, 15)
+            stale = [m.decode() for m in await r.zrangebyscore(keys.workers, "-inf",
+                                                                 f"({stale_before}")]
+            if stale:
+                await r.zrem(keys.workers, *stale)
+                await r.hdel(keys.worker_info, *stale)
+            alive = {m.decode() for m in await r.zrange(keys.workers, 0, -1)}
             for c in await r.xinfo_consumers(keys.queue, GROUP):
                 name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
                 if name not in alive and c["pending"] == 0 and c["idle"] > 60_000:
@@ -275,6 +332,7 @@ class Worker:
 
         async def leave(r: Any) -> None:
             await r.zrem(keys.workers, self.consumer)
+            await r.hdel(keys.worker_info, self.consumer)
             pending = await r.xpending_range(keys.queue, GROUP, "-", "+", 1,
                                              consumername=self.consumer)
             if not pending:
