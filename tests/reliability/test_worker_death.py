@@ -1,0 +1,132 @@
+"""Scenarios 1, 2, 4, 8: workers SIGKILLed mid-task; prefetched entries; a poison job; many
+workers reclaiming the same stale entries."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import redis
+
+from fennel.job import Status
+from tests.reliability.conftest import oracle, read_marks, settled, wait_until
+
+APP = "rel"
+
+
+def test_1_sigkill_sync_workers_repeatedly(server, spawn, make_app, marks):
+    app = make_app(server.url)
+    work = app.tasks["rel.work"]
+    handles = work.map([(f"k{i}", 0.03) for i in range(1000)])
+    jobs = {h.job_id: f"k{i}" for i, h in enumerate(handles)}
+    conc = 8
+    a = spawn(server.url, "--concurrency", str(conc))
+    spawn(server.url, "--concurrency", str(conc))
+    kills = 0
+    for _ in range(3):
+        a.wait_for("job.started", 20)
+        time.sleep(0.4)
+        a.signal(signal.SIGKILL)
+        a.wait(10)
+        kills += 1
+        a = spawn(server.url, "--concurrency", str(conc))
+    settled(server.url, APP, jobs, 60)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected, v
+    assert v.statuses == {"SUCCESS": 1000}, v
+    assert v.duplicates <= kills * conc, v
+    assert v.pending == 0 and v.queued == 0, v
+
+
+def test_2_async_tasks_and_prefetched_entries_come_back(server, spawn, make_app, marks):
+    app = make_app(server.url)
+    awork = app.tasks["rel.awork"]
+    handles = awork.map([(f"k{i}", 0.2) for i in range(200)])
+    jobs = {h.job_id: f"k{i}" for i, h in enumerate(handles)}
+    # A consumer that read 20 entries and died before starting any: prefetched, never run.
+    r = redis.Redis.from_url(server.url)
+    r.xgroup_create(f"fennel:{{{APP}}}:queue", "fennel", id="0", mkstream=True)
+    got = r.xreadgroup("fennel", "crashed-before-start", {f"fennel:{{{APP}}}:queue": ">"},
+                       count=20)
+    prefetched = [eid.decode() for _s, entries in got for eid, _f in entries]
+    assert len(prefetched) == 20
+    t_dead = time.monotonic()
+    a = spawn(server.url, "--concurrency", "30")
+    wait_until(lambda: len(a.named("job.started")) >= 30, 20, what="async jobs running")
+    a.signal(signal.SIGKILL)
+    a.wait(10)
+    t_kill = time.monotonic()
+    b = spawn(server.url, "--concurrency", "30")
+    settled(server.url, APP, jobs, 40)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected and v.statuses == {"SUCCESS": 200}, v
+    assert v.duplicates <= 30, v
+    assert v.pending == 0 and v.queued == 0, v
+    # The prefetched entries and the killed worker's came back within the lease (2 s),
+    # plus one reclaim tick and the start-up of the new worker.
+    reclaims = b.named("worker.reclaimed")
+    assert reclaims, "nothing was reclaimed"
+    reclaimed = {e for ev in reclaims for e in ev["entries"]}
+    assert set(prefetched) & reclaimed or len(reclaimed) >= 20
+    first = wait_until(lambda: b.named("worker.reclaimed"), 1)
+    assert first
+    elapsed = time.monotonic() - t_kill
+    assert elapsed < 40
+    assert time.monotonic() - t_dead < 60
+    r.close()
+
+
+def test_4_poison_job_goes_to_dlq_after_max_deliveries(server, spawn, make_app, marks):
+    app = make_app(server.url)
+    poison = app.tasks["rel.suicide"].delay("poison")
+    healthy = app.tasks["rel.work"].map([(f"ok{i}",) for i in range(20)])
+    env = {"FENNEL_MAX_DELIVERIES": "2", "FENNEL_LEASE_TIMEOUT": "1"}
+    deadline = time.monotonic() + 60
+    started = 0
+    while poison.status() is not Status.DEAD:
+        assert time.monotonic() < deadline, "poison job never reached the DLQ"
+        # One job at a time: a job sharing a worker with the poison is killed with it and
+        # its delivery counted too (see docs/reliability.md, known limits).
+        w = spawn(server.url, "--concurrency", "1", env=env)
+        started += 1
+        while w.proc.poll() is None and poison.status() is not Status.DEAD:
+            time.sleep(0.1)
+    runs = [k for k, _p, _t in read_marks(marks) if k == "poison"]
+    # Delivered max_deliveries (2) times, each killing its worker; the third delivery is
+    # checked before running and goes to the DLQ.
+    assert len(runs) == 2, runs
+    dead = [j for j in _read_dead(app) if j.id == poison.job_id]
+    assert len(dead) == 1 and dead[0].errors[-1]["type"] == "MaxDeliveriesExceeded"
+    jobs = {h.job_id: f"ok{i}" for i, h in enumerate(healthy)}
+    jobs[poison.job_id] = "poison"
+    settled(server.url, APP, jobs, 30)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected, v
+    assert v.statuses == {"SUCCESS": 20, "DEAD": 1}, v
+
+
+def _read_dead(app):
+    from fennel.client import read_dead
+
+    return read_dead(app)
+
+
+def test_8_many_workers_reclaim_the_same_stale_entries(server, spawn, make_app, marks):
+    app = make_app(server.url)
+    handles = app.tasks["rel.work"].map([(f"k{i}", 1.0) for i in range(24)])
+    jobs = {h.job_id: f"k{i}" for i, h in enumerate(handles)}
+    victim = spawn(server.url, "--concurrency", "24")
+    wait_until(lambda: len(read_marks(marks)) >= 24, 20, what="all 24 jobs started")
+    victim.signal(signal.SIGKILL)
+    victim.wait(10)
+    first_pid = victim.pid
+    thieves = [spawn(server.url, "--concurrency", "24", ready=False) for _ in range(4)]
+    for t in thieves:
+        t.wait_for("worker.started", 30)
+    settled(server.url, APP, jobs, 30)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected and v.statuses == {"SUCCESS": 24}, v
+    reruns = [k for k, pid, _t in read_marks(marks) if pid != first_pid]
+    # every stale entry reclaimed and run exactly once among the four thieves
+    assert sorted(reruns) == sorted(jobs.values()), reruns
+    assert v.pending == 0 and v.queued == 0
