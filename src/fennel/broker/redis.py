@@ -35,6 +35,7 @@ Encodable = bytes | str | int | float
 
 SCRIPT_NAMES = (
     "enqueue", "start", "complete", "retry", "promote", "handback", "renew", "reclaim", "replay",
+    "adopt",
 )
 
 
@@ -274,25 +275,58 @@ class Broker:
     async def mark_started(self, job_ids: Sequence[str]) -> None:
         await self.script("start", [self.keys.job(j) for j in job_ids], ())
 
-    async def renew(self, consumer: str, entry_ids: Sequence[str]) -> set[str]:
+    @property
+    def lease_clock(self) -> str:
+        """Hash stamped with Redis TIME by every renewal and reclaim (see renew.lua)."""
+        return self.keys.prefix + "lease"
+
+    async def renew(self, consumer: str, entry_ids: Sequence[str], stall_ms: int) -> set[str]:
         """Renew leases; returns the entries this consumer no longer owns."""
-        lost = await self.script_now("renew", (self.keys.queue,), (GROUP, consumer, *entry_ids))
+        lost = await self.script_now("renew", (self.keys.queue, self.lease_clock),
+                                     (GROUP, consumer, stall_ms, *entry_ids))
         return {e.decode() for e in lost}
 
-    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[DeliveredEntry]:
-        """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``."""
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int,
+                      stall_ms: int) -> list[DeliveredEntry]:
+        """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``.
+
+        Nothing is taken within one lease after Redis was unreachable or paused for longer
+        than ``stall_ms`` (see reclaim.lua).
+        """
         try:
             reply = await self.script_now(
-                "reclaim", (self.keys.queue,), (GROUP, consumer, min_idle_ms, count)
+                "reclaim", (self.keys.queue, self.lease_clock),
+                (GROUP, consumer, min_idle_ms, count, stall_ms),
             )
         except BrokerError as exc:
             if "NOGROUP" in str(exc):
                 await self.ensure_group()
                 return []
             raise
-        return [
-            DeliveredEntry(eid.decode(), env if env else None, int(n)) for eid, env, n in reply
-        ]
+        return _entries(reply)
+
+    async def adopt_orphans(self, consumer: str, min_idle_ms: int, known: set[str],
+                            count: int) -> list[DeliveredEntry]:
+        """Entries delivered to ``consumer`` that it never saw (a read's reply was lost),
+        idle for ``min_idle_ms``: claimed again, with their envelopes and delivery counts."""
+        try:
+            rows: Any = await self._redis.xpending_range(
+                self.keys.queue, GROUP, "-", "+", count + len(known), consumername=consumer,
+                idle=min_idle_ms,
+            )
+        except rexc.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return []
+            raise self.translate(exc, "reading pending entries") from exc
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, "reading pending entries") from exc
+        ids = [r["message_id"].decode() for r in rows]
+        orphans = [i for i in ids if i not in known][:count]
+        if not orphans:
+            return []
+        reply = await self.script_now("adopt", (self.keys.queue,),
+                                      (GROUP, consumer, min_idle_ms, *orphans))
+        return _entries(reply)
 
     async def promote_due(self, batch: int = 500) -> int:
         return int(await self.script_now(
@@ -368,6 +402,10 @@ class Broker:
     async def call(self, doing: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         """Run an arbitrary command with error translation (admin and stats)."""
         return await self._guard(doing, fn(self._redis))
+
+
+def _entries(reply: Any) -> list[DeliveredEntry]:
+    return [DeliveredEntry(eid.decode(), env if env else None, int(n)) for eid, env, n in reply]
 
 
 def _job_id_of(envelope: bytes) -> str:

@@ -27,6 +27,7 @@ class TaskTimeout(Exception):
 class Executor:
     def __init__(self, pool: str, size: int, app_spec: str | None) -> None:
         self.kind = pool
+        self._size = size
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="fennel-task"
         )
@@ -62,8 +63,19 @@ class Executor:
         try:
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
+            self._abandon_threads()
             raise TaskTimeout(f"{task.name} ran longer than {timeout}s; its thread was "
                               "abandoned and any late result will be discarded") from None
+
+    def _abandon_threads(self) -> None:
+        """A thread over its time limit cannot be stopped and keeps its pool slot: give new
+        jobs a fresh pool, so abandoned threads never starve the worker. The old pool lets
+        its running threads finish (their results are discarded) and then goes away."""
+        old = self._threads
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._size, thread_name_prefix="fennel-task"
+        )
+        old.shutdown(wait=False)
 
     async def aclose(self, wait: bool) -> None:
         self._threads.shutdown(wait=wait, cancel_futures=True)

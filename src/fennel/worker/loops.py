@@ -15,8 +15,11 @@ from fennel.exceptions import BrokerError
 log = structlog.get_logger("fennel.worker")
 
 
-async def every(interval: float, name: str, step: Callable[[], Awaitable[object]]) -> None:
-    """Run ``step`` every ``interval`` seconds forever; errors are logged and backed off."""
+async def every(interval: float, name: str, step: Callable[[], Awaitable[object]],
+                max_delay: float = 5.0) -> None:
+    """Run ``step`` every ``interval`` seconds forever; errors are logged and backed off up
+    to ``max_delay`` (the lease loop caps it at its interval: a renewal must never wait
+    longer than that once Redis is back)."""
     delay = interval
     while True:
         try:
@@ -24,10 +27,10 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
             delay = interval
         except BrokerError as exc:
             log.warning("worker.loop_error", loop=name, error=str(exc), retry_in=round(delay, 3))
-            delay = min(max(delay * 2, 0.1), 5.0)
+            delay = min(max(delay * 2, 0.1), max_delay)
         except Exception:
             log.exception("worker.loop_crashed", loop=name)
-            delay = min(max(delay * 2, 0.1), 5.0)
+            delay = min(max(delay * 2, 0.1), max_delay)
         await asyncio.sleep(delay)
 
 

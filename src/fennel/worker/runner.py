@@ -63,6 +63,11 @@ class JobRunner:
 
     async def handle(self, flight: InFlight) -> None:
         entry = flight.entry
+        if entry.envelope is not None and len(entry.envelope) > self.settings.max_payload:
+            # Written around the client (which enforces the limit): never parsed at all.
+            await self._bury_raw(entry, f"envelope of {len(entry.envelope)} bytes is over the "
+                                        f"max_payload limit of {self.settings.max_payload}")
+            return
         try:
             job = decode(entry.envelope) if entry.envelope is not None else None
         except ValueError as exc:
@@ -92,7 +97,6 @@ class JobRunner:
             return
 
         self._mark_started(job.id)
-        log.info("job.started", job_id=job.id, task=job.task, attempt=attempt)
         if self._mw:
             await run_hooks(self._mw, "before_execute", self.app, job)
         started = time.perf_counter()
@@ -115,11 +119,10 @@ class JobRunner:
         if self._mw:
             await run_hooks(self._mw, "after_execute", self.app, job, None, duration)
         result = payload if self.settings.results_enabled else b""
-        if await self._complete(flight, job, "SUCCESS", result, b"", "", job.on_success, value):
-            log.info("job.succeeded", job_id=job.id, task=job.task, attempt=attempt,
-                     duration=round(duration, 6))
-            if self._mw:
-                await run_hooks(self._mw, "on_success", self.app, job, value, duration)
+        recorded = await self._complete(flight, job, "SUCCESS", result, b"", "", job.on_success,
+                                        value)
+        if recorded and self._mw:
+            await run_hooks(self._mw, "on_success", self.app, job, value, duration)
 
     def _mark_started(self, job_id: str) -> None:
         """Set EXECUTING without waiting for it: jobs started in the same loop turn share one
@@ -158,12 +161,8 @@ class JobRunner:
                                     (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
                                     (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(),
                                      int(delay * 1000), job.id, _error_json(record)))
-            if ok:
-                log.warning("job.retrying", job_id=job.id, task=job.task, attempt=attempt,
-                            error=f"{record['type']}: {record['args']}", retry_in=round(delay, 3),
-                            duration=round(duration, 6))
-                if self._mw:
-                    await run_hooks(self._mw, "on_retry", self.app, job, exc, delay)
+            if ok and self._mw:
+                await run_hooks(self._mw, "on_retry", self.app, job, exc, delay)
             return
         job.errors = [*job.errors, record]
         await self._dead(flight, job, record, f"{record['type']}: retries exhausted", exc)
@@ -181,11 +180,8 @@ class JobRunner:
             job.errors = [*job.errors, record]
         ok = await self._complete(flight, job, "DEAD", _error_json(record), job.encode(), reason,
                                   job.on_failure, record)
-        if ok:
-            log.error("job.dead", job_id=job.id, task=job.task, attempt=job.tries + 1,
-                      reason=reason, error=f"{record['type']}: {record['args']}")
-            if self._mw:
-                await run_hooks(self._mw, "on_dead", self.app, job, reason)
+        if ok and self._mw:
+            await run_hooks(self._mw, "on_dead", self.app, job, reason)
 
     async def _bury_raw(self, entry: DeliveredEntry, reason: str) -> None:
         """Move an entry that is not a job at all to the DLQ, raw bytes and reason."""

@@ -28,7 +28,7 @@ import structlog
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError
 from fennel.keys import GROUP
-from fennel.middleware import run_hooks
+from fennel.middleware import LoggingMiddleware, run_hooks
 from fennel.worker.executor import Executor
 from fennel.worker.loops import consumer_name, every
 from fennel.worker.runner import InFlight, JobRunner
@@ -63,6 +63,8 @@ class Worker:
         self.broker = Broker(s.redis_url, app.keys, connect_timeout=s.connect_timeout,
                              socket_timeout=s.socket_timeout)
         self.executor = Executor(pool or s.pool, self.concurrency, app_spec)
+        if not any(isinstance(m, LoggingMiddleware) for m in app.middleware):
+            app.middleware.insert(0, LoggingMiddleware())
         self.runner = JobRunner(app, self.broker, self.executor, self.consumer)
         self.inflight: dict[str, InFlight] = {}
         self.state = "starting"
@@ -98,7 +100,8 @@ class Worker:
         if self.app.middleware:
             await run_hooks(self.app.middleware, "on_worker_start", self.app, self)
         lease = self.settings.lease_timeout
-        renewer = asyncio.create_task(every(lease / 3, "lease", self._renew))
+        renewer = asyncio.create_task(every(lease / 3, "lease", self._renew,
+                                            max_delay=lease / 3))
         others = [
             asyncio.create_task(every(max(0.05, lease / 4), "reclaim", self._reclaim)),
             asyncio.create_task(every(self.settings.schedule_interval, "schedule",
@@ -245,10 +248,17 @@ class Worker:
 
     # -- background loops ---------------------------------------------------------------------
 
+    @property
+    def _stall_ms(self) -> int:
+        """A gap in lease-clock stamps longer than this means Redis stalled (see renew.lua)."""
+        return int(self.settings.lease_timeout * 1000 / 2)
+
     async def _renew(self) -> None:
         ids = list(self.inflight)
-        for start in range(0, len(ids), 500):
-            lost = await self.broker.renew(self.consumer, ids[start:start + 500])
+        # At least one call even when idle: it stamps the lease clock.
+        for start in range(0, max(1, len(ids)), 500):
+            lost = await self.broker.renew(self.consumer, ids[start:start + 500],
+                                           self._stall_ms)
             for entry_id in lost:
                 flight = self.inflight.get(entry_id)
                 if flight is not None and not flight.lost:
@@ -261,13 +271,27 @@ class Worker:
         if free <= 0 or self._stop.is_set():
             return
         entries = await self.broker.reclaim(
-            self.consumer, int(self.settings.lease_timeout * 1000), free
+            self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms
         )
         if entries:
             self.redelivered += len(entries)
             log.warning("worker.reclaimed", count=len(entries),
                         entries=[e.entry_id for e in entries][:20])
             self.dispatch(entries)
+        free = self.concurrency - len(self.inflight)
+        if free <= 0 or self._stop.is_set():
+            return
+        # Our own orphans: delivered to us by a read whose reply was lost with its
+        # connection. In-flight entries are renewed every lease/3, so an entry of ours idle
+        # this long that we do not hold was never seen; take it back without waiting a lease.
+        orphan_idle = int(min(self.settings.lease_timeout / 2, 1.0) * 1000)
+        orphans = await self.broker.adopt_orphans(self.consumer, orphan_idle,
+                                                  set(self.inflight), free)
+        orphans = [e for e in orphans if e.entry_id not in self.inflight]
+        if orphans:
+            log.warning("worker.orphans_adopted", count=len(orphans),
+                        entries=[e.entry_id for e in orphans][:20])
+            self.dispatch(orphans)
 
     async def _heartbeat(self) -> None:
         lease = self.settings.lease_timeout
