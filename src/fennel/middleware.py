@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fennel.app import App
     from fennel.job import Job
 
-__all__ = ["Middleware"]
+__all__ = ["LoggingMiddleware", "Middleware"]
 
 log = structlog.get_logger("fennel.middleware")
 
@@ -83,3 +83,35 @@ async def run_hooks(middleware: Sequence[Middleware], hook: str, *args: Any) -> 
         except Exception:
             log.exception("fennel.middleware.hook_failed", hook=hook,
                           middleware=type(mw).__name__)
+
+
+class LoggingMiddleware(Middleware):
+    """The worker's job log: one structured event per lifecycle step, each with the job id,
+    task name and attempt. Installed first by every worker; the CLI chooses the format."""
+
+    def __init__(self) -> None:
+        self.log = structlog.get_logger("fennel.worker")
+
+    def before_execute(self, app: App[Any], job: Job) -> None:
+        self.log.info("job.started", job_id=job.id, task=job.task, attempt=job.tries + 1)
+
+    def on_success(self, app: App[Any], job: Job, result: Any, duration: float) -> None:
+        self.log.info("job.succeeded", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                      duration=round(duration, 6))
+
+    def after_execute(
+        self, app: App[Any], job: Job, error: BaseException | None, duration: float
+    ) -> None:
+        if error is not None:
+            self.log.warning("job.failed", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                             error=f"{type(error).__name__}: {error}",
+                             duration=round(duration, 6))
+
+    def on_retry(self, app: App[Any], job: Job, error: BaseException, delay: float) -> None:
+        self.log.warning("job.retrying", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                         retry_in=round(delay, 3))
+
+    def on_dead(self, app: App[Any], job: Job, reason: str) -> None:
+        last = job.errors[-1] if job.errors else {}
+        self.log.error("job.dead", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                       reason=reason, error=f"{last.get('type')}: {last.get('args')}")
