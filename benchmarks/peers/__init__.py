@@ -1,0 +1,1 @@
+"""Per-peer drivers, each run with that peer's own venv python."""
