@@ -92,15 +92,18 @@ class Broker:
         self.masked_url = mask_url(url)
         self.keys = keys
         self.socket_timeout = socket_timeout
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of concurrent calls waits for a free connection (up to
+        # socket_timeout) instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections or 64,
+            timeout=socket_timeout,
             socket_connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-            max_connections=max_connections,
             decode_responses=False,
-            client_name=None,
         )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._coalescer = _Coalescer(self)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -358,9 +361,13 @@ class Broker:
             (entry_id, envelope),
         ))
 
-    async def purge(self, entry_id: str) -> bool:
-        return bool(await self._guard("purging the dead-letter queue",
-                                      self._redis.xdel(self.keys.dead, entry_id)))
+    async def purge(self, entry_ids: Sequence[str]) -> list[bool]:
+        """Delete DLQ entries in one round trip; which of them this call deleted."""
+        pipe = self._redis.pipeline(transaction=False)
+        for entry_id in entry_ids:
+            pipe.xdel(self.keys.dead, entry_id)
+        replies = await self._guard("purging the dead-letter queue", pipe.execute())
+        return [bool(n) for n in replies]
 
     async def queue_stats(self) -> QueueStats:
         """The app's queue figures, read from Redis in one round trip."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fennel.cli._loader import load_app
 from fennel.job import Job
@@ -71,10 +74,10 @@ def replay(app: AppOption, task: TaskOption = None, id: IdOption = None) -> None
     """Put dead jobs back on the queue with a fresh retry budget."""
     from fennel.client import replay_dead
 
-    jobs = replay_dead(load_app(app), filter=_filter(task, id))
-    for j in jobs:
-        typer.echo(f"replayed {j.task} {j.id}")
-    typer.echo(f"{len(jobs)} job(s) replayed.")
+    the_app = load_app(app)
+    with _bar("Replaying") as progress:
+        jobs = replay_dead(the_app, filter=_filter(task, id), progress=progress)
+    _report(jobs, "replayed")
 
 
 @cli.command()
@@ -82,7 +85,26 @@ def purge(app: AppOption, task: TaskOption = None, id: IdOption = None) -> None:
     """Delete dead jobs for good."""
     from fennel.client import purge_dead
 
-    jobs = purge_dead(load_app(app), filter=_filter(task, id))
+    the_app = load_app(app)
+    with _bar("Purging") as progress:
+        jobs = purge_dead(the_app, filter=_filter(task, id), progress=progress)
+    _report(jobs, "purged")
+
+
+def _report(jobs: list[Job], verb: str) -> None:
     for j in jobs:
-        typer.echo(f"purged {j.task} {j.id}")
-    typer.echo(f"{len(jobs)} job(s) purged.")
+        typer.echo(f"{verb} {j.task} {j.id}")
+    typer.echo(f"{len(jobs)} job(s) {verb}.")
+
+
+@contextlib.contextmanager
+def _bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (shown only on a terminal), fed by ``progress(done, total)``."""
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task_id = bar.add_task(what, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        yield advance

@@ -6,11 +6,13 @@ number of threads (Flask, Django, Celery-style worker threads).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fennel import _portal
 from fennel.client import aio
+from fennel.client._core import Progress
 from fennel.client._results import AsyncResult, Result
 from fennel.job import Job
 
@@ -43,11 +45,13 @@ def read_dead(app: App[Any]) -> list[Job]:
     return _portal.call(aio.read_dead, app)
 
 
-def replay_dead(app: App[Any], filter: Callable[[Job], bool] | None = None) -> list[Job]:
+def replay_dead(app: App[Any], filter: Callable[[Job], bool] | None = None, *,
+                progress: Progress | None = None) -> list[Job]:
     """Replay dead jobs matching ``filter`` (see :func:`aio.replay_dead`)."""
-    return _portal.call(aio.replay_dead, app, filter)
+    return _portal.call(functools.partial(aio.replay_dead, app, filter, progress=progress))
 
 
-def purge_dead(app: App[Any], filter: Callable[[Job], bool] | None = None) -> list[Job]:
+def purge_dead(app: App[Any], filter: Callable[[Job], bool] | None = None, *,
+               progress: Progress | None = None) -> list[Job]:
     """Delete dead jobs matching ``filter`` (see :func:`aio.purge_dead`)."""
-    return _portal.call(aio.purge_dead, app, filter)
+    return _portal.call(functools.partial(aio.purge_dead, app, filter, progress=progress))

@@ -6,9 +6,10 @@ Everything the sync facade offers is a call into this class through the loop thr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,7 +23,10 @@ from fennel.middleware import run_hooks
 if TYPE_CHECKING:
     from fennel.app import App
 
-__all__ = ["AsyncClient", "raise_or_value"]
+__all__ = ["AsyncClient", "Progress", "raise_or_value"]
+
+#: ``progress(done, total)``, called as a long DLQ operation advances.
+Progress = Callable[[int, int], None]
 
 
 class AsyncClient:
@@ -106,28 +110,43 @@ class AsyncClient:
         """``(entry id, job)`` of every dead job, oldest first."""
         return [(eid, dead_job(eid, fields)) for eid, fields in await self.broker.dead_entries()]
 
-    async def replay(self, filter: Callable[[Job], bool] | None) -> list[Job]:
-        replayed = []
-        for entry_id, job in await self.dead():
-            if filter is not None and not filter(job):
-                continue
-            fresh = Job(id=job.id, task=job.task, args=job.args, kwargs=job.kwargs, tries=0,
-                        max_retries=job.max_retries, timeout=job.timeout,
-                        enqueued_at=job.enqueued_at, reply_to=job.reply_to, errors=job.errors,
-                        on_success=job.on_success, on_failure=job.on_failure,
-                        headers=job.headers)
-            if await self.broker.replay(entry_id, job.id, fresh.encode()):
-                replayed.append(job)
-        return replayed
+    async def replay(self, filter: Callable[[Job], bool] | None,
+                     progress: Progress | None = None) -> list[Job]:
+        async def chunk(part: list[tuple[str, Job]]) -> list[bool]:
+            # Coalesced by the broker into one pipelined round trip.
+            return list(await asyncio.gather(*(
+                self.broker.replay(e, j.id, dataclasses.replace(j, tries=0).encode())
+                for e, j in part)))
 
-    async def purge(self, filter: Callable[[Job], bool] | None) -> list[Job]:
-        purged = []
-        for entry_id, job in await self.dead():
-            if filter is not None and not filter(job):
-                continue
-            if await self.broker.purge(entry_id):
-                purged.append(job)
-        return purged
+        return await self._each_dead(filter, chunk, progress)
+
+    async def purge(self, filter: Callable[[Job], bool] | None,
+                    progress: Progress | None = None) -> list[Job]:
+        async def chunk(part: list[tuple[str, Job]]) -> list[bool]:
+            return await self.broker.purge([e for e, _j in part])
+
+        return await self._each_dead(filter, chunk, progress)
+
+    async def _each_dead(
+        self, filter: Callable[[Job], bool] | None,
+        action: Callable[[list[tuple[str, Job]]], Awaitable[list[bool]]],
+        progress: Progress | None, size: int = 500,
+    ) -> list[Job]:
+        """Apply ``action`` to the dead jobs matching ``filter``, ``size`` per round trip;
+        return those it succeeded on. ``progress(done, total)`` follows each round trip.
+
+        Each entry is removed from the DLQ by a call that reports whether *it* removed it, so
+        concurrent replays or purges from several processes handle each job exactly once.
+        """
+        chosen = [(e, j) for e, j in await self.dead() if filter is None or filter(j)]
+        done: list[Job] = []
+        for start in range(0, len(chosen), size):
+            part = chosen[start:start + size]
+            results = await action(part)
+            done.extend(j for (_e, j), ok in zip(part, results, strict=True) if ok)
+            if progress is not None:
+                progress(min(start + size, len(chosen)), len(chosen))
+        return done
 
 
 def dead_job(entry_id: str, fields: dict[bytes, bytes]) -> Job:

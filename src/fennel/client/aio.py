@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fennel.client._core import raise_or_value
+from fennel.client._core import Progress, raise_or_value
 from fennel.client._results import AsyncResult, Result
 from fennel.exceptions import Timeout
 from fennel.job import Job
@@ -86,15 +86,21 @@ async def read_dead(app: App[Any]) -> list[Job]:
     return [job for _entry, job in await app.client().dead()]
 
 
-async def replay_dead(app: App[Any], filter: Callable[[Job], bool] | None = None) -> list[Job]:
+async def replay_dead(app: App[Any], filter: Callable[[Job], bool] | None = None, *,
+                      progress: Progress | None = None) -> list[Job]:
     """Put dead jobs (those matching ``filter``) back on the queue with a fresh retry budget.
 
     Each dead job is replayed exactly once even when several processes replay at once. The
     original handle's ``.get()`` then returns the new outcome.
     """
-    return await app.client().replay(filter)
+    return await app.client().replay(filter, progress)
 
 
-async def purge_dead(app: App[Any], filter: Callable[[Job], bool] | None = None) -> list[Job]:
-    """Delete dead jobs (those matching ``filter``) from the dead-letter queue for good."""
-    return await app.client().purge(filter)
+async def purge_dead(app: App[Any], filter: Callable[[Job], bool] | None = None, *,
+                     progress: Progress | None = None) -> list[Job]:
+    """Delete dead jobs (those matching ``filter``) from the dead-letter queue for good.
+
+    ``progress(done, total)``, if given, is called as the work advances (here and in
+    :func:`replay_dead`).
+    """
+    return await app.client().purge(filter, progress)
