@@ -59,3 +59,12 @@ def test_callback_survives_worker_sigkill(start_worker, marks):
     assert lines.count("start slow 1.0") == 2  # killed once, then ran again
     assert lines.count("end slow 1.0") == 1
     assert lines.count("run concat done: 1.0") == 1
+
+
+def test_waiting_on_a_callback_that_will_never_run_fails_clearly(start_worker):
+    from fennel.exceptions import ResultMissing
+
+    x = explode.options(on_success=double).delay(1)  # enqueued before any worker runs
+    start_worker(OPS)
+    with pytest.raises(ResultMissing, match="did not end in the outcome"):
+        x.followup().get(timeout=20)

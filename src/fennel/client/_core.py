@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -78,11 +79,18 @@ class AsyncClient:
 
         Futures still pending when time runs out are returned as they are (not done).
         """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        parents = sorted({p for p in map(_callback_parent, job_ids) if p is not None})
+        if parents:
+            # A callback's job only exists once its parent finished: wait for that first.
+            await self.outcomes(parents, timeout)
         futures = await self.listener.watch(job_ids)
         pending = [f for f in futures if not f.done()]
         if pending:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await asyncio.wait(pending, timeout=timeout)
+                await asyncio.wait(pending, timeout=left)
             finally:
                 for job_id, fut in zip(job_ids, futures, strict=True):
                     if not fut.done():
@@ -166,6 +174,15 @@ def dead_job(entry_id: str, fields: dict[bytes, bytes]) -> Job:
         )
 
 
+_CALLBACK_ID = re.compile(r"^(?P<parent>.+)\.[sf]\d+$")
+
+
+def _callback_parent(job_id: str) -> str | None:
+    """The parent job of a callback job id (``<parent>.s0``), or None."""
+    m = _CALLBACK_ID.match(job_id)
+    return m.group("parent") if m else None
+
+
 def raise_or_value(job_id: str, outcome: Outcome) -> Any:
     """The value of a finished job, or the error its outcome stands for."""
     status, payload = outcome
@@ -175,6 +192,12 @@ def raise_or_value(job_id: str, outcome: Outcome) -> Any:
         err = orjson.loads(payload) if payload else {}
         raise TaskFailed(job_id, err.get("type", "Exception"), err.get("args", []),
                          err.get("traceback", ""))
+    parent = _callback_parent(job_id)
+    if parent is not None:
+        raise ResultMissing(
+            f"Callback job {job_id} does not exist: job {parent} did not end in the outcome "
+            "that triggers it (or its result expired after results_ttl)."
+        )
     raise ResultMissing(
         f"Redis has no record of job {job_id}: it was never enqueued on this app, or its "
         "result expired (results_ttl). Raise results_ttl if results are read late."

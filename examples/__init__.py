@@ -1,0 +1,1 @@
+"""Runnable examples of Fennel (see each module's docstring)."""
