@@ -28,8 +28,8 @@ def sync_square(n: int) -> int:
 @app.task(retries=0)
 async def afails_unless_file(path: str) -> str:
     """Async twin of basic.fails_unless_file, for DLQ replays through fennel.client.aio."""
-    import pathlib
+    import anyio
 
-    if not pathlib.Path(path).exists():
+    if not await anyio.Path(path).exists():
         raise RuntimeError(f"missing {path}")
-    return pathlib.Path(path).read_text()
+    return await anyio.Path(path).read_text()
