@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypeVar
 
 from fennel import _portal
 from fennel.client._results import AsyncResult, Result
@@ -27,7 +27,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: One bulk item: a tuple of positional arguments, or ``(args, kwargs)`` via :func:`call`.
-BulkItem = Sequence[Any]
+BulkItem: TypeAlias = "Sequence[Any] | Call"
 
 
 class Task(Generic[P, R]):
