@@ -55,6 +55,9 @@ COLUMNS = [
     ("B I/O 10 ms", ["B:io"]),
     ("D 2 procs", ["D:async", "D:sync"]),
 ]
+#: Worker CPU per job in B (user+system of the worker's processes over the steady state):
+#: steadier than rates on a noisy machine, and what bounds a worker on a busy host.
+CPU_COLUMNS = [("B async CPU us/job", "B:async"), ("B sync CPU us/job", "B:sync")]
 
 
 def rows(results: dict[str, Any]) -> list[list[str]]:
@@ -71,6 +74,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         p99 = value(s, peer, k50, "p99_ms") if k50 else None
         row.append("n/a" if p50 is None else f"{p50:.2f} / {p99:.2f}"
                    + (f" ({k50[2:]})" if len(c_keys) > 1 else ""))
+        for _title, key in CPU_COLUMNS:
+            row.append(_num(value(s, peer, key, "worker_cpu_us_per_job")))
         b, _ = best(s, peer, ["B:async", "B:sync"])
         d, _ = best(s, peer, ["D:async", "D:sync"])
         row.append("n/a" if not (b and d) else f"{d / b:.2f}x")
@@ -86,7 +91,8 @@ def _label(results: dict[str, Any], peer: str) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = ["peer", *[t for t, _ in COLUMNS], "C p50 / p99 ms", "D / B"]
+    head = ["peer", *[t for t, _ in COLUMNS], "C p50 / p99 ms",
+            *[t for t, _ in CPU_COLUMNS], "D / B"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(results)]
     e = results["summary"].get("redis", {})
@@ -202,3 +208,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """``python -m benchmarks.report [results.json]``: print the table, redraw the plot."""
+    import json
+    import sys
+
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results"
+                / "results.json")
+    results = json.loads(path.read_text())
+    results["summary"] = summarise(results["runs"])
+    print(table(results))
+    plot(results, path.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -269,7 +269,17 @@ def machine(url: str) -> dict[str, Any]:
     info = redis.Redis.from_url(url).info("server")
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "platform": platform.platform(), "redis": info.get("redis_version"),
-            "uvloop": _has("uvloop")}
+            "uvloop": _has("uvloop"), "fennel_revision": _revision()}
+
+
+def _revision() -> str | None:
+    """The checkout's commit (``-dirty`` when it has uncommitted changes)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def _has(module: str) -> bool:
