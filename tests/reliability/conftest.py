@@ -199,7 +199,10 @@ def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05,
                what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        value = pred()
+        try:
+            value = pred()
+        except redis.RedisError:  # the fault under test may still be going on
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

@@ -40,6 +40,9 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._closed = False
         self.cuts = 0
+        self._lose: tuple[bytes, bytes | None] | None = None
+        #: replies thrown away by :meth:`lose_reply`
+        self.lost_replies = 0
         self._thread = threading.Thread(target=self._accept, daemon=True, name="faultproxy")
 
     @property
@@ -76,6 +79,12 @@ class FaultProxy:
                         s.close()
         self.cuts += 1
         return len(conns)
+
+    def lose_reply(self, request: bytes, reply: bytes | None = None) -> None:
+        """Once: on a connection whose last request contained ``request``, throw away the
+        next reply (that contains ``reply``, if given) and cut that connection. The request
+        was executed by Redis; the client never hears so."""
+        self._lose = (request, reply)
 
     @property
     def open_connections(self) -> int:
@@ -118,6 +127,7 @@ class FaultProxy:
 
     def _pump(self, client: socket.socket, server: socket.socket | None) -> None:
         socks = [client] if server is None else [client, server]
+        armed = False
         while not self._closed:
             try:
                 readable, _, _ = select.select(socks, [], [], 0.2)
@@ -132,6 +142,13 @@ class FaultProxy:
                     return
                 if server is None or self.blackhole:
                     continue  # swallowed
+                lose = self._lose
+                if s is client:
+                    armed = lose is not None and lose[0] in data
+                elif armed and lose is not None and (lose[1] is None or lose[1] in data):
+                    self._lose = None
+                    self.lost_replies += 1
+                    return  # reply dropped, connection cut
                 if self.latency:
                     time.sleep(self.latency)
                 if s is server and self.drop_replies:

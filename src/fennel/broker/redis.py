@@ -11,6 +11,7 @@ redis-py errors are translated here, and only here, into :mod:`fennel.exceptions
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import importlib.resources
@@ -123,7 +124,9 @@ class Broker:
                 f"Cannot reach Redis at {self.masked_url} while {doing} "
                 f"({mask_url(reason)}). Is the server running and the URL right?"
             )
-        if isinstance(exc, rexc.ResponseError) and str(exc).startswith("OOM"):
+        if isinstance(exc, rexc.OutOfMemoryError) or (
+                isinstance(exc, rexc.ResponseError) and (
+                    str(exc).startswith("OOM") or "used memory > 'maxmemory'" in str(exc))):
             return OutOfMemory(
                 f"Redis at {self.masked_url} is out of memory (maxmemory reached) while "
                 f"{doing}; nothing was written. Free memory or raise maxmemory, then retry."
@@ -188,6 +191,12 @@ class Broker:
 
     async def enqueue(self, job_id: str, envelope: bytes) -> None:
         await self.script("enqueue", (self.keys.queue, self.keys.job(job_id)), (envelope,))
+
+    def enqueue_threadsafe(self, loop: asyncio.AbstractEventLoop, job_id: str,
+                           envelope: bytes) -> None:
+        """:meth:`enqueue` from another thread, joining the loop's coalesced pipelines."""
+        self._coalescer.submit_threadsafe(loop, "enqueue", (self.keys.queue,
+                                                            self.keys.job(job_id)), (envelope,))
 
     async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 2000) -> None:
         """Enqueue many jobs, ``chunk`` per pipelined round trip."""
@@ -428,29 +437,46 @@ class _Coalescer:
 
     The first call schedules a flush; every call made before the flush runs joins it, so under
     load each round trip carries many calls, and with one caller the cost is one loop turn.
+    Calls come from coroutines on the loop (:meth:`call`) or from other threads
+    (:meth:`submit_threadsafe`, the sync facade's fast path); both share the same pipelines.
     """
 
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._calls: list[tuple[str, Sequence[str], Sequence[Encodable]]] = []
-        self._futures: list[asyncio.Future[Any]] = []
+        self._futures: list[asyncio.Future[Any] | concurrent.futures.Future[Any]] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._add(name, keys, args, fut)
+        return self._unwrap(name, await fut)
+
+    def submit_threadsafe(self, loop: asyncio.AbstractEventLoop, name: str,
+                          keys: Sequence[str], args: Sequence[Encodable]) -> Any:
+        """Run a script call from another thread on ``loop``; blocks for its result."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(self._add, name, keys, args, fut)
+        return self._unwrap(name, fut.result())
+
+    def _unwrap(self, name: str, result: Any) -> Any:
+        if isinstance(result, BaseException):
+            error = self._broker.translate(result, f"running {name}")
+            if error is result:
+                raise error
+            raise error from result
+        return result
+
+    def _add(self, name: str, keys: Sequence[str], args: Sequence[Encodable],
+             fut: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
         self._calls.append((name, keys, args))
         self._futures.append(fut)
         if not self._scheduled:
             self._scheduled = True
-            task = loop.create_task(self._flush())
+            task = asyncio.get_running_loop().create_task(self._flush())
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
-        result = await fut
-        if isinstance(result, BaseException):
-            raise self._broker.translate(result, f"running {name}") from result
-        return result
 
     async def _flush(self) -> None:
         # Let every coroutine that is ready this turn add its call first.
@@ -461,9 +487,10 @@ class _Coalescer:
         try:
             results = await self._broker.scripts_pipelined(calls)
         except BaseException as exc:  # delivered to every caller, including cancellation
+            error = self._broker.translate(exc, f"running {calls[0][0]}")
             for fut in futures:
                 if not fut.done():
-                    fut.set_exception(self._broker.translate(exc, f"running {calls[0][0]}"))
+                    fut.set_result(error)
             if not isinstance(exc, Exception):
                 raise
             return

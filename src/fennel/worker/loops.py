@@ -16,7 +16,7 @@ log = structlog.get_logger("fennel.worker")
 
 
 async def every(interval: float, name: str, step: Callable[[], Awaitable[object]],
-                max_delay: float = 5.0) -> None:
+                max_delay: float = 2.0) -> None:
     """Run ``step`` every ``interval`` seconds forever; errors are logged and backed off up
     to ``max_delay`` (the lease loop caps it at its interval: a renewal must never wait
     longer than that once Redis is back)."""

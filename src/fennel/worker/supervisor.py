@@ -182,7 +182,7 @@ class Worker:
                     raise
                 log.warning("worker.connect_failed", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class Worker:
                 except BrokerError as exc:
                     log.warning("worker.read_failed", error=str(exc), retry_in=delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, 1.0)
                     continue
                 self.dispatch(entries)
         finally:
