@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -44,6 +45,10 @@ def test_failure_retry_and_dead_hooks(start_worker, marks):
         x.get(timeout=20)
     job = x.job_id
     task = "tests.apps.ops.explode"
+    # on_dead runs right after the outcome is recorded, so it may trail .get() a little.
+    deadline = time.monotonic() + 10
+    while f"on_dead {task} {job}" not in hook_lines(marks) and time.monotonic() < deadline:
+        time.sleep(0.02)
     lines = [ln for ln in hook_lines(marks) if job in ln]
     assert lines == [
         f"before_execute {task} {job} 0",

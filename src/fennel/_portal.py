@@ -11,6 +11,7 @@ touches the parent's connections.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
@@ -31,6 +32,8 @@ class _LoopThread:
         self._portal: BlockingPortal | None = None
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread_id: int | None = None
 
     def portal(self) -> BlockingPortal:
         portal = self._portal
@@ -49,6 +52,7 @@ class _LoopThread:
         async def main() -> None:
             async with BlockingPortal() as portal:
                 box["portal"] = portal
+                box["loop"] = asyncio.get_running_loop()
                 ready.set()
                 await portal.sleep_until_stopped()
 
@@ -66,6 +70,8 @@ class _LoopThread:
         if "error" in box:
             raise RuntimeError("Fennel could not start its event-loop thread") from box["error"]
         self._portal, self._thread, self._pid = box["portal"], thread, os.getpid()
+        self.loop = box["loop"]
+        self.thread_id = thread.ident
 
     def after_fork_in_child(self) -> None:
         # The parent's loop thread does not exist here; its lock may be held. Start afresh.
@@ -104,6 +110,30 @@ def stop() -> None:
     _loop.after_fork_in_child()
 
 
+def loop() -> asyncio.AbstractEventLoop:
+    """The loop thread's event loop (started on first use)."""
+    _loop.portal()
+    assert _loop.loop is not None
+    return _loop.loop
+
+
 def call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``await fn(*args)`` on the loop thread and return its result (thread-safe)."""
-    return _loop.portal().call(fn, *args)
+    """Run ``await fn(*args)`` on the loop thread and return its result (thread-safe).
+
+    The portal owns the thread's lifetime; calls go straight to its loop with
+    ``run_coroutine_threadsafe``, which costs a fraction of a full portal task per call.
+    """
+    the_loop = loop()
+    if threading.get_ident() == _loop.thread_id:
+        raise RuntimeError("Fennel's sync API cannot be called from its own loop thread "
+                           "(inside an async task or hook); use the async API there.")
+    future = asyncio.run_coroutine_threadsafe(_awaited(fn, *args), the_loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
+
+
+async def _awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return await fn(*args)

@@ -114,6 +114,7 @@ class App(Generic[I]):
         self.keys = Keys(name)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.middleware: list[Middleware] = list(middleware)
+        self._sync_client: AsyncClient | None = None
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -227,9 +228,18 @@ class App(Generic[I]):
         """Close this app's connections on the running event loop (async code)."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
+            if client is self._sync_client:
+                self._sync_client = None
             await client.aclose()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def sync_client(self) -> AsyncClient:
+        """The client living on the sync facade's loop thread (for the sync fast paths)."""
+        client = self._sync_client
+        if client is None or client.pid != os.getpid() or client.loop is not _portal.loop():
+            client = self._sync_client = _portal.call(_client_of, self)
+        return client
 
     def client(self) -> AsyncClient:
         """The async client of this app on the running event loop (created on first use)."""
@@ -239,6 +249,10 @@ class App(Generic[I]):
             client = AsyncClient(self)
             self._clients[loop] = client
         return client
+
+
+async def _client_of(app: App[Any]) -> AsyncClient:
+    return app.client()
 
 
 async def _enqueue_many(app: App[Any], jobs: list[Job]) -> None:

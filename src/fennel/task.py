@@ -250,8 +250,14 @@ class SyncTask(Task[P, R]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Result[R]:
         """Enqueue a call; returns its :class:`Result` once Redis has it."""
         job = self.make_job(args, kwargs)
-        _portal.call(_enqueue, self.app, job)
-        return Result(self.app, job.id)
+        app = self.app
+        if app.middleware:
+            _portal.call(_enqueue, app, job)  # hooks may be coroutines: run them on the loop
+        else:
+            # Fast path: encode here, then join the loop's next pipelined round trip.
+            client = app.sync_client()
+            client.broker.enqueue_threadsafe(_portal.loop(), job.id, client.encode(job))
+        return Result(app, job.id)
 
     def map(self, arguments: Iterable[BulkItem]) -> list[Result[R]]:
         """Enqueue one call per item of ``arguments`` (see :meth:`AsyncTask.map`)."""

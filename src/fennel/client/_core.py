@@ -37,6 +37,7 @@ class AsyncClient:
         s = app.settings
         self.app = app
         self.pid = os.getpid()
+        self.loop = asyncio.get_running_loop()
         self.broker = Broker(s.redis_url, app.keys, connect_timeout=s.connect_timeout,
                              socket_timeout=s.socket_timeout)
         self.client_id = uuid.uuid4().hex
@@ -49,12 +50,16 @@ class AsyncClient:
 
     # -- enqueue ----------------------------------------------------------------------------
 
-    async def _prepare(self, job: Job) -> bytes:
+    def encode(self, job: Job) -> bytes:
+        """The job's envelope, replies addressed to this client (pure CPU, any thread)."""
         if self.app.settings.results_enabled:
             job.reply_to = self.reply_channel
+        return job.encode(self.app.settings.max_payload)
+
+    async def _prepare(self, job: Job) -> bytes:
         if self.app.middleware:
             await run_hooks(self.app.middleware, "before_enqueue", self.app, job)
-        return job.encode(self.app.settings.max_payload)
+        return self.encode(job)
 
     async def enqueue(self, job: Job) -> None:
         envelope = await self._prepare(job)
