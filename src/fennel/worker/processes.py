@@ -47,6 +47,11 @@ class _Child:
         )
         self.process.start()
         child.close()
+        # Wait until the child has imported the app, so its start-up never counts against
+        # the time limit of the first job it runs.
+        if parent.poll(120):
+            with contextlib.suppress(EOFError, OSError):
+                parent.recv_bytes()
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -147,6 +152,7 @@ def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,
     from fennel.cli._loader import load_app
 
     app = load_app(app_spec)
+    conn.send_bytes(b"ready")
     while True:
         try:
             data = conn.recv_bytes()
