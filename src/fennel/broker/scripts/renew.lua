@@ -1,5 +1,5 @@
 -- Renew the leases of a worker's in-flight entries (reset their idle time) and report the
--- entries it no longer owns, which it must not complete.
+-- entries another consumer owns now, which this worker must not complete.
 -- KEYS[1] queue stream, KEYS[2] lease clock hash
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] stall (ms), ARGV[4..] stream entry ids
 --
@@ -18,10 +18,14 @@ redis.call('HSET', KEYS[2], 'last', now)
 local lost = {}
 for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p > 0 and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-  else
-    lost[#lost + 1] = ARGV[i]
+  if #p > 0 then
+    if p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    else
+      lost[#lost + 1] = ARGV[i]
+    end
   end
+  -- Not pending at all: acknowledged meanwhile (usually by our own completion racing this
+  -- call). Not a lost lease; if someone else completed it, our fenced completion says so.
 end
 return lost
