@@ -76,6 +76,7 @@ class Worker:
         self._signals = 0
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._reclaim_wanted = False
         self._block_ms = int(max(100, min(2000, s.socket_timeout * 1000 / 2)))
         #: jobs taken over from dead workers (``fennel_redeliveries``)
         self.redelivered = 0
@@ -193,6 +194,13 @@ class Worker:
             while not self._stop.is_set():
                 free = self.concurrency - len(self.inflight)
                 self.last_progress = time.monotonic()
+                if self._reclaim_wanted and free > 0:
+                    # A dead worker's jobs go before new ones: under a backlog every freed
+                    # slot would otherwise be refilled by the next read.
+                    self._reclaim_wanted = False
+                    with contextlib.suppress(BrokerError):
+                        await self._reclaim()
+                    continue
                 if free <= 0:
                     # All slots busy counts as progress; wake up now and then to say so.
                     self._slot_freed.clear()
@@ -268,7 +276,10 @@ class Worker:
 
     async def _reclaim(self) -> None:
         free = self.concurrency - len(self.inflight)
-        if free <= 0 or self._stop.is_set():
+        if self._stop.is_set():
+            return
+        if free <= 0:
+            self._reclaim_wanted = True  # the consume loop reclaims at the next free slot
             return
         entries = await self.broker.reclaim(
             self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms
