@@ -172,3 +172,11 @@ def test_repr_masks_password():
     app = App(name="tests-unit", redis_url="redis://u:hunter2@h:1/0")
     assert "hunter2" not in repr(app)
     assert repr(basic.add) == "<SyncTask tests.apps.basic.add>"
+
+
+def test_guide_documents_every_setting():
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "guide.md").read_text()
+    for f in dataclasses.fields(Settings):
+        assert f"| `{f.name}` | `FENNEL_{f.name.upper()}` |" in guide, f.name
