@@ -9,8 +9,6 @@ import sys
 import textwrap
 import threading
 
-import pytest
-
 from fennel import App
 from tests.apps import basic
 from tests.conftest import ROOT, WorkerProcess
@@ -104,10 +102,6 @@ def test_sigterm_and_sigint_exit_zero(start_worker):
         w.wait_for("worker.stopped", timeout=5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "worker bug: a SIGTERM that arrives while a job is in flight drains the job (job.succeeded "
-    "is logged) but the process then idles forever instead of logging worker.stopped and "
-    "exiting; see the final report"))
 def test_sigterm_lets_a_running_job_finish(start_worker):
     for _ in range(3):
         w = start_worker()

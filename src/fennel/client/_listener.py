@@ -18,6 +18,7 @@ import structlog
 from redis import exceptions as rexc
 from redis.asyncio.client import PubSub
 
+from fennel._asyncio import cancel_requested, stop_tasks
 from fennel.broker import Broker
 from fennel.job import TERMINAL, Status
 
@@ -65,9 +66,7 @@ class ResultListener:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_tasks([self._task], timeout=2.0)
             self._task = None
 
     # -- internals --------------------------------------------------------------------------
@@ -104,6 +103,8 @@ class ResultListener:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("fennel.listener.reconnecting", error=str(exc), retry_in=delay)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from fennel._asyncio import cancel_requested
 from fennel.exceptions import BrokerError
 
 log = structlog.get_logger("fennel.worker")
@@ -31,6 +32,10 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
         except Exception:
             log.exception("worker.loop_crashed", loop=name)
             delay = min(max(delay * 2, 0.1), max_delay)
+        if cancel_requested():
+            # A cancel that arrived inside step() can be swallowed by the libraries below
+            # (asyncio.wait_for before 3.12 loses a cancel that races its inner future).
+            raise asyncio.CancelledError
         await asyncio.sleep(delay)
 
 

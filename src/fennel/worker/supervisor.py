@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from fennel._asyncio import stop_tasks
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError
 from fennel.keys import GROUP
@@ -115,11 +116,10 @@ class Worker:
             await self._consume()
         finally:
             self.state = "stopping"
-            for t in others:
-                t.cancel()
+            # No new work while draining; leases keep being renewed until the drain is over.
+            await stop_tasks(others)
             await self._drain()
-            renewer.cancel()
-            await asyncio.gather(renewer, *others, return_exceptions=True)
+            await stop_tasks([renewer])
             await self._farewell()
             await self.executor.aclose(wait=False)
             if self.app.middleware:
