@@ -132,8 +132,11 @@ def test_13_reply_lost_after_the_completion_was_written(server, spawn, make_app,
         wait_until(lambda: proxy.lost_replies == 1, 10, what="the completion's reply to be lost")
         assert r.hget(key, "status") == b"SUCCESS"
         assert h.get(timeout=10) == "r"
-        # the worker retried the completion (its reply was lost) and goes on working
+        # the worker retried the completion (its reply was lost), recognised its own
+        # recorded outcome, and goes on working
         assert app.tasks["rel.work"].delay("after").get(timeout=15) == "after"
+        w.wait_for("job.already_recorded", 10, where=lambda e: e.get("job_id") == h.job_id)
+        assert not w.named("job.lease_lost")
     v = oracle(server.url, APP, {h.job_id: "r"}, marks)
     assert not v.lost and v.duplicates == 0 and v.pending == 0, v
     assert r.hget(key, "result") == b'"r"'

@@ -218,21 +218,25 @@ class JobRunner:
         delay = 0.05
         while True:
             try:
-                ok = bool(await self.broker.script(script, keys, args))
+                answer = int(await self.broker.script(script, keys, args))
                 break
             except BrokerError as exc:
                 if flight.lost:
-                    ok = False
+                    answer = 0
                     break
                 log.warning("job.record_failed", entry_id=flight.entry.entry_id, error=str(exc),
                             retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        if not ok:
-            log.warning("job.lease_lost", entry_id=flight.entry.entry_id,
-                        job_id=flight.job.id if flight.job else None,
+        ok = answer != 0
+        job_id = flight.job.id if flight.job else None
+        if answer == 0:
+            log.warning("job.lease_lost", entry_id=flight.entry.entry_id, job_id=job_id,
                         detail="another worker owns this job now; this outcome was discarded")
-        elif self._on_outcome is not None:
+        elif answer == -1:
+            # Our own earlier call recorded it and its reply was lost: the outcome stands.
+            log.info("job.already_recorded", entry_id=flight.entry.entry_id, job_id=job_id)
+        if ok and self._on_outcome is not None:
             self._on_outcome(script, flight.entry.entry_id)
         return ok
 

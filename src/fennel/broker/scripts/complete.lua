@@ -6,22 +6,33 @@
 -- ARGV[10] DLQ reason, ARGV[11] '1' to check ownership (fencing), ARGV[12..] follow-up envelopes
 --
 -- Fencing: only the consumer that still owns the entry may complete it. A worker that lost its
--- lease (frozen, partitioned) gets 0 and must drop its outcome.
+-- lease (frozen, partitioned) gets 0 and must drop its outcome. -1: this delivery's outcome
+-- was recorded already (a retried call whose first reply was lost).
 -- Order: the first write is a HSET (refused under maxmemory), so a job is never acked
 -- without its outcome; once one write succeeded Redis lets the script finish.
 if ARGV[11] == '1' then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-  if #p == 0 or p[1][2] ~= ARGV[2] then
+  if #p == 0 then
+    -- Acknowledged already: by this very call whose first reply was lost (-1), or by
+    -- another worker (0). The job hash remembers which delivery recorded it.
+    if redis.call('HGET', KEYS[2], 'by') == ARGV[2] .. '/' .. ARGV[3] then
+      return -1
+    end
+    return 0
+  end
+  if p[1][2] ~= ARGV[2] then
     return 0
   end
 end
 local status = ARGV[4]
 if ARGV[8] ~= '' then
   if status == 'SUCCESS' then
-    redis.call('HSET', KEYS[2], 'status', status, 'result', ARGV[5])
+    redis.call('HSET', KEYS[2], 'status', status, 'result', ARGV[5],
+      'by', ARGV[2] .. '/' .. ARGV[3])
     redis.call('HDEL', KEYS[2], 'error', 'envelope')
   else
-    redis.call('HSET', KEYS[2], 'status', status, 'error', ARGV[5])
+    redis.call('HSET', KEYS[2], 'status', status, 'error', ARGV[5],
+      'by', ARGV[2] .. '/' .. ARGV[3])
     redis.call('HDEL', KEYS[2], 'result', 'envelope')
   end
   redis.call('EXPIRE', KEYS[2], ARGV[6])
