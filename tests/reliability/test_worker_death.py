@@ -81,8 +81,8 @@ def test_4_poison_job_goes_to_dlq_after_max_deliveries(server, spawn, make_app, 
     started = 0
     while poison.status() is not Status.DEAD:
         assert time.monotonic() < deadline, "poison job never reached the DLQ"
-        # One job at a time: a job sharing a worker with the poison is killed with it and
-        # its delivery counted too (see docs/reliability.md, known limits).
+        # One job at a time, to count the poison job's runs exactly (test_4b covers
+        # neighbours sharing its workers).
         w = spawn(server.url, "--concurrency", "1", env=env)
         started += 1
         while w.proc.poll() is None and poison.status() is not Status.DEAD:
@@ -99,6 +99,33 @@ def test_4_poison_job_goes_to_dlq_after_max_deliveries(server, spawn, make_app, 
     v = oracle(server.url, APP, jobs, marks)
     assert not v.lost and not v.unexpected, v
     assert v.statuses == {"SUCCESS": 20, "DEAD": 1}, v
+
+
+def test_4b_a_poison_job_does_not_take_its_neighbours_to_the_dlq(server, spawn, make_app,
+                                                                   marks):
+    """The poison job shares a worker with slow healthy jobs, so each crash also kills them.
+    Jobs in flight at two deaths become suspects and run alone, so only the poison job's
+    delivery count keeps growing: it reaches the DLQ and its neighbours all succeed."""
+    app = make_app(server.url)
+    healthy = app.tasks["rel.work"].map([(f"ok{i}", 1.5) for i in range(6)])
+    w = spawn(server.url, "--concurrency", "8", env={"FENNEL_LEASE_TIMEOUT": "1"})
+    wait_until(lambda: len(read_marks(marks)) >= 6, 10, what="the healthy jobs to start")
+    poison = app.tasks["rel.suicide"].delay("poison")
+    deadline = time.monotonic() + 90
+    while poison.status() is not Status.DEAD:
+        assert time.monotonic() < deadline, "poison job never reached the DLQ"
+        if w.proc.poll() is not None:
+            w = spawn(server.url, "--concurrency", "8", env={"FENNEL_LEASE_TIMEOUT": "1"})
+        time.sleep(0.1)
+    jobs = {h.job_id: f"ok{i}" for i, h in enumerate(healthy)}
+    jobs[poison.job_id] = "poison"
+    settled(server.url, APP, jobs, 60)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected, v
+    assert v.statuses == {"SUCCESS": 6, "DEAD": 1}, v
+    assert [j.id for j in _read_dead(app)] == [poison.job_id]
+    runs = [k for k, _p, _t in read_marks(marks) if k == "poison"]
+    assert len(runs) == 3  # max_deliveries (3 in this suite), then dead-lettered unrun
 
 
 def _read_dead(app):

@@ -298,24 +298,28 @@ class Broker:
                                      (GROUP, consumer, stall_ms, *entry_ids))
         return {e.decode() for e in lost}
 
-    async def reclaim(self, consumer: str, min_idle_ms: int, count: int,
-                      stall_ms: int) -> list[DeliveredEntry]:
-        """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``.
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int, stall_ms: int,
+                      max_deliveries: int, empty: bool) -> tuple[list[DeliveredEntry], int]:
+        """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``,
+        and how many *suspects* wait (see reclaim.lua): those are only taken one at a time,
+        by a worker that is ``empty``.
 
         Nothing is taken within one lease after Redis was unreachable or paused for longer
-        than ``stall_ms`` (see reclaim.lua).
+        than ``stall_ms``.
         """
         try:
             reply = await self.script_now(
                 "reclaim", (self.keys.queue, self.lease_clock),
-                (GROUP, consumer, min_idle_ms, count, stall_ms),
+                (GROUP, consumer, min_idle_ms, count, stall_ms, max_deliveries,
+                 "1" if empty else "0"),
             )
         except BrokerError as exc:
             if "NOGROUP" in str(exc):
                 await self.ensure_group()
-                return []
+                return [], 0
             raise
-        return _entries(reply)
+        entries, waiting = reply
+        return _entries(entries), int(waiting)
 
     async def adopt_orphans(self, consumer: str, min_idle_ms: int, known: set[str],
                             count: int) -> list[DeliveredEntry]:

@@ -84,6 +84,10 @@ class Worker:
         #: completions per monotonic second, for the last minute (``fennel info``)
         self._recent: dict[int, int] = {}
         self.health: HealthServer | None = None
+        #: the suspect running alone on this worker, and how many wait for an empty worker
+        self._isolated: InFlight | None = None
+        self._suspects_waiting = 0
+        self._reclaiming = asyncio.Lock()
         self._health_port = health_port if health_port is not None else s.health_port
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -192,7 +196,7 @@ class Worker:
         delay = 0.05
         try:
             while not self._stop.is_set():
-                free = self.concurrency - len(self.inflight)
+                free = self._free()
                 self.last_progress = time.monotonic()
                 if self._reclaim_wanted and free > 0:
                     # A dead worker's jobs go before new ones: under a backlog every freed
@@ -231,6 +235,8 @@ class Worker:
             stop_wait.cancel()
 
     def dispatch(self, entries: list[DeliveredEntry]) -> None:
+        """Start delivered entries. A *suspect* (taken over after two worker deaths, see
+        reclaim.lua) runs alone: nothing new is taken until it is done."""
         loop = asyncio.get_running_loop()
         for entry in entries:
             if entry.entry_id in self.inflight:
@@ -238,6 +244,20 @@ class Worker:
             flight = InFlight(entry)
             self.inflight[entry.entry_id] = flight
             flight.task = loop.create_task(self._run_one(flight))
+            if 2 < entry.deliveries <= self.settings.max_deliveries:
+                log.warning("worker.isolating_suspect", entry_id=entry.entry_id,
+                            deliveries=entry.deliveries)
+                self._isolated = flight
+
+    def _free(self) -> int:
+        """Slots free for new entries. None while a suspect runs here, or while suspects
+        wait for an empty worker and this one still runs jobs (it is draining to take one)."""
+        if self._isolated is not None and self._isolated.entry.entry_id in self.inflight:
+            return 0
+        self._isolated = None
+        if self._suspects_waiting and self.inflight:
+            return 0
+        return self.concurrency - len(self.inflight)
 
     async def _run_one(self, flight: InFlight) -> None:
         try:
@@ -275,21 +295,31 @@ class Worker:
                                 job_id=flight.job.id if flight.job else None)
 
     async def _reclaim(self) -> None:
-        free = self.concurrency - len(self.inflight)
+        # The reclaim loop and the consume loop both call this; one at a time, or two calls
+        # on an empty worker could each take a suspect and run them side by side.
+        async with self._reclaiming:
+            await self._reclaim_now()
+
+    async def _reclaim_now(self) -> None:
+        free = self._free()
         if self._stop.is_set():
             return
         if free <= 0:
             self._reclaim_wanted = True  # the consume loop reclaims at the next free slot
             return
-        entries = await self.broker.reclaim(
-            self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms
+        entries, self._suspects_waiting = await self.broker.reclaim(
+            self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms,
+            self.settings.max_deliveries, empty=not self.inflight,
         )
+        if self._suspects_waiting and not entries:
+            # Once our jobs drain (_free() takes nothing new meanwhile), reclaim before reading.
+            self._reclaim_wanted = True
         if entries:
             self.redelivered += len(entries)
             log.warning("worker.reclaimed", count=len(entries),
                         entries=[e.entry_id for e in entries][:20])
             self.dispatch(entries)
-        free = self.concurrency - len(self.inflight)
+        free = self._free()
         if free <= 0 or self._stop.is_set():
             return
         # Our own orphans: delivered to us by a read whose reply was lost with its
