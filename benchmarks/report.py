@@ -108,8 +108,40 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"N = {results['n']:,} (B I/O: {results['n'] // 4:,}), C: {results['c_n']:,} "
                  f"round trips, medians of {results['reps']} run(s); rates in jobs/s.")
-    lines += ["", *targets(results)]
+    lines += ["", *ratios(results), "", *targets(results)]
     return "\n".join(lines)
+
+
+#: Fennel figure -> (its keys, the raw-ceiling figure it is compared with).
+RATIOS = [
+    ("A single sync", ["A:single_sync"], "E:xadd_single"),
+    ("A single async", ["A:single_async"], "E:xadd_single"),
+    ("A bulk", ["A:bulk_sync", "A:bulk_async"], "E:xadd_pipelined"),
+    ("B async", ["B:async"], "E:xreadgroup_xack"),
+    ("B sync", ["B:sync"], "E:xreadgroup_xack"),
+    ("D 2 procs", ["D:async", "D:sync"], "E:xreadgroup_xack"),
+]
+
+
+def ratios(results: dict[str, Any]) -> list[str]:
+    """Fennel against the fastest other peer and against the raw ceiling (E)."""
+    s = results["summary"]
+    if "fennel" not in s:
+        return []
+    others = [p for p in s if p not in ("fennel", "redis")]
+    out = ["| Fennel | jobs/s | fastest other peer | Fennel / fastest | ceiling (E) | "
+           "Fennel / ceiling |", "|---|---|---|---|---|---|"]
+    for title, keys, ceiling in RATIOS:
+        f, _ = best(s, "fennel", keys)
+        # Single enqueues are compared with every peer's single enqueue, sync or async.
+        peer_keys = ["A:single_sync", "A:single_async"] if title.startswith("A single") else keys
+        pool = [(v, p) for p in others if (v := best(s, p, peer_keys)[0]) is not None]
+        top = max(pool) if pool else (None, None)
+        e = value(s, "redis", ceiling)
+        out.append(f"| {title} | {_num(f)} | {top[1] or '-'} {_num(top[0])} | "
+                   + (f"{f / top[0]:.2f}x" if f and top[0] else "n/a") + f" | {ceiling[2:]} "
+                   f"{_num(e)} | " + (f"{f / e:.0%}" if f and e else "n/a") + " |")
+    return out
 
 
 def targets(results: dict[str, Any]) -> list[str]:
