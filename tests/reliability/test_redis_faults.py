@@ -128,7 +128,7 @@ def test_13_reply_lost_after_the_completion_was_written(server, spawn, make_app,
         h = app.tasks["rel.work"].delay("r", 1.0)
         w.wait_for("job.started", 10)
         key = f"fennel:{{{APP}}}:job:{h.job_id}"
-        proxy.lose_reply(_SCRIPTS["complete"][1].encode(), b":1\r\n")
+        proxy.lose_reply(_SCRIPTS["succeed_many"][1].encode(), b":1\r\n")
         wait_until(lambda: proxy.lost_replies == 1, 10, what="the completion's reply to be lost")
         assert r.hget(key, "status") == b"SUCCESS"
         assert h.get(timeout=10) == "r"

@@ -35,7 +35,8 @@ T = TypeVar("T")
 Encodable = bytes | str | int | float
 
 SCRIPT_NAMES = (
-    "enqueue", "start", "complete", "retry", "promote", "handback", "renew", "reclaim", "replay",
+    "enqueue", "succeed_many", "start", "complete", "retry", "promote", "handback", "renew",
+    "reclaim", "replay",
     "adopt",
 )
 
@@ -106,6 +107,7 @@ class Broker:
         )
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._coalescer = _Coalescer(self)
+        self._successes = _SuccessBatch(self)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -283,6 +285,12 @@ class Broker:
             "handback", (self.keys.queue, job_key),
             (GROUP, consumer, entry.entry_id, entry.envelope),
         ))
+
+    async def succeed(self, consumer: str, entry_id: str, job_id: str, result: bytes,
+                      reply_to: str, ttl: int) -> int:
+        """Record one job's success (no callbacks); successes finishing in the same loop turn
+        share one ``succeed_many`` call. Returns 1, 0 (fenced out) or -1 (already recorded)."""
+        return int(await self._successes.add(consumer, ttl, (entry_id, job_id, result, reply_to)))
 
     async def mark_started(self, job_ids: Sequence[str]) -> None:
         await self.script("start", [self.keys.job(j) for j in job_ids], ())
@@ -501,3 +509,48 @@ class _Coalescer:
         for fut, result in zip(futures, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
+
+
+class _SuccessBatch:
+    """Merges the successes recorded in one loop turn into one ``succeed_many`` call.
+
+    Each success costs four arguments instead of the fourteen of a ``complete`` call, which
+    matters: packing arguments is most of redis-py's per-command cost.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._items: dict[tuple[str, int], list[tuple[tuple[Encodable, ...],
+                                                      asyncio.Future[Any]]]] = {}
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def add(self, consumer: str, ttl: int, item: tuple[Encodable, ...]) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        key = (consumer, ttl)
+        batch = self._items.setdefault(key, [])
+        batch.append((item, fut))
+        if len(batch) == 1:
+            task = asyncio.get_running_loop().create_task(self._flush(key))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        return await fut
+
+    async def _flush(self, key: tuple[str, int]) -> None:
+        await asyncio.sleep(0)
+        batch = self._items.pop(key, [])
+        consumer, ttl = key
+        args: list[Encodable] = [GROUP, consumer, ttl, self._broker.keys.job("")]
+        for item, _fut in batch:
+            args.extend(item)
+        try:
+            answers = await self._broker.script("succeed_many", (self._broker.keys.queue,), args)
+        except BaseException as exc:
+            for _item, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_item, fut), answer in zip(batch, answers, strict=True):
+            if not fut.done():
+                fut.set_result(answer)

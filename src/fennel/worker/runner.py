@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,15 +47,13 @@ class InFlight:
 
 
 class JobRunner:
-    def __init__(self, app: App[Any], broker: Broker, executor: Executor, consumer: str,
-                 on_outcome: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, app: App[Any], broker: Broker, executor: Executor, consumer: str) -> None:
         self.app = app
         self.settings = app.settings
         self.broker = broker
         self.executor = executor
         self.consumer = consumer
         self.keys = app.keys
-        self._on_outcome = on_outcome
         self._ttl = self.settings.results_ttl
         self._mw = app.middleware
         self._to_mark: list[str] = []
@@ -119,8 +117,12 @@ class JobRunner:
         if self._mw:
             await run_hooks(self._mw, "after_execute", self.app, job, None, duration)
         result = payload if self.settings.results_enabled else b""
-        recorded = await self._complete(flight, job, "SUCCESS", result, b"", "", job.on_success,
-                                        value)
+        if job.on_success:
+            recorded = await self._complete(flight, job, "SUCCESS", result, b"", "",
+                                            job.on_success, value)
+        else:
+            recorded = await self._record(flight, lambda: self.broker.succeed(
+                self.consumer, entry.entry_id, job.id, result, job.reply_to or "", self._ttl))
         if recorded and self._mw:
             await run_hooks(self._mw, "on_success", self.app, job, value, duration)
 
@@ -157,10 +159,10 @@ class JobRunner:
             delay = self._backoff(job.tries)
             nxt = Job(**{**job.__dict__, "tries": job.tries + 1,
                          "errors": [*job.errors, record]})
-            ok = await self._record(flight, "retry",
-                                    (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
-                                    (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(),
-                                     int(delay * 1000), job.id, _error_json(record)))
+            ok = await self._record(flight, self._script(
+                "retry", (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
+                (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(), int(delay * 1000),
+                 job.id, _error_json(record))))
             if ok and self._mw:
                 await run_hooks(self._mw, "on_retry", self.app, job, exc, delay)
             return
@@ -188,10 +190,10 @@ class JobRunner:
         raw = entry.envelope or b""
         log.error("job.undecodable", entry_id=entry.entry_id, reason=reason, raw=raw[:200])
         err = orjson.dumps({"type": "UndecodableJob", "args": [reason], "traceback": ""})
-        await self._record(InFlight(entry), "complete",
-                           (self.keys.queue, self.keys.job(""), self.keys.dead),
-                           (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl, "",
-                            "", raw, reason, "1"))
+        await self._record(InFlight(entry), self._script(
+            "complete", (self.keys.queue, self.keys.job(""), self.keys.dead),
+            (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl, "", "", raw, reason,
+             "1")))
 
     async def _complete(self, flight: InFlight, job: Job, status: str, payload: bytes,
                         dlq_envelope: bytes, reason: str, followups: list[dict[str, Any]],
@@ -202,23 +204,29 @@ class JobRunner:
             cb = _followup(job, i, status, sig, passed)
             keys.append(self.keys.job(cb.id))
             extra.append(cb.encode())
-        return await self._record(
-            flight, "complete", keys,
+        return await self._record(flight, self._script(
+            "complete", keys,
             (GROUP, self.consumer, flight.entry.entry_id, status, payload, self._ttl,
              job.reply_to or "", job.id, dlq_envelope, reason, "1", *extra),
-        )
+        ))
 
-    async def _record(self, flight: InFlight, script: str, keys: Any, args: Any) -> bool:
-        """Run a fenced outcome script until Redis answers; False if the lease was lost.
+    def _script(self, name: str, keys: Sequence[str],
+                args: Sequence[Any]) -> Callable[[], Awaitable[int]]:
+        """A retryable call of an outcome script, for :meth:`_record`."""
+        return lambda: self.broker.script(name, keys, args)
+
+    async def _record(self, flight: InFlight, call: Callable[[], Awaitable[int]]) -> bool:
+        """Run a fenced outcome call until Redis answers; False if the lease was lost.
 
         Redis being down or out of memory must not drop the outcome: the call is retried with
         capped backoff while the worker keeps renewing the lease. Retrying is harmless when a
-        reply was lost, because the fencing check refuses a second completion.
+        reply was lost: the job hash remembers which delivery recorded it (answer -1), and
+        the fencing check refuses anyone else (answer 0).
         """
         delay = 0.05
         while True:
             try:
-                answer = int(await self.broker.script(script, keys, args))
+                answer = int(await call())
                 break
             except BrokerError as exc:
                 if flight.lost:
@@ -236,8 +244,6 @@ class JobRunner:
         elif answer == -1:
             # Our own earlier call recorded it and its reply was lost: the outcome stands.
             log.info("job.already_recorded", entry_id=flight.entry.entry_id, job_id=job_id)
-        if ok and self._on_outcome is not None:
-            self._on_outcome(script, flight.entry.entry_id)
         return ok
 
 
