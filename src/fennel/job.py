@@ -42,7 +42,7 @@ class Status(str, enum.Enum):
 TERMINAL = frozenset({Status.SUCCESS, Status.DEAD})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Job:
     """One enqueued call of a task.
 

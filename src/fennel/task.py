@@ -10,6 +10,7 @@ in-process, as if it were not a task.
 from __future__ import annotations
 
 import inspect
+import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeAlias, TypeVar
@@ -86,7 +87,13 @@ class Task(Generic[P, R]):
         return Signature(self, args, kwargs)
 
     def _bulk_jobs(self, arguments: Iterable[BulkItem]) -> list[Job]:
-        return [self.make_job(*_split(item)) for item in arguments]
+        items = [_split(item) for item in arguments]
+        # One read of the OS's random source for the whole batch, not one per job.
+        ids = os.urandom(16 * len(items)).hex()
+        retries = self.retries
+        return [Job(id=ids[32 * i:32 * i + 32], task=self.name, args=list(args),
+                    kwargs=kwargs, max_retries=retries, timeout=self.timeout)
+                for i, (args, kwargs) in enumerate(items)]
 
 
 class Signature:

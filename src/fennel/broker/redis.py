@@ -36,8 +36,8 @@ T = TypeVar("T")
 Encodable = bytes | str | int | float
 
 SCRIPT_NAMES = (
-    "enqueue", "succeed_many", "start", "complete", "retry", "promote", "handback", "renew",
-    "reclaim", "replay",
+    "enqueue", "enqueue_many", "succeed_many", "start", "complete", "retry", "promote",
+    "handback", "renew", "reclaim", "replay",
     "adopt",
 )
 
@@ -231,20 +231,24 @@ class Broker:
         self._coalescer.submit_threadsafe(loop, "enqueue", (self.keys.queue,
                                                             self.keys.job(job_id)), (envelope,))
 
-    async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 2000) -> None:
-        """Enqueue many jobs, ``chunk`` per pipelined round trip."""
+    async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 500) -> None:
+        """Enqueue many jobs: one ``enqueue_many`` script call per ``chunk`` jobs, all chunks
+        pipelined in one round trip (so Redis works through one while the next arrives)."""
+        prefix = self.keys.job("")
+        calls = []
         for start in range(0, len(jobs), chunk):
-            calls = [
-                ("enqueue", (self.keys.queue, self.keys.job(job_id)), (env,))
-                for job_id, env in jobs[start:start + chunk]
-            ]
-            try:
-                replies = await self.scripts_pipelined(calls)
-            except (rexc.RedisError, OSError) as exc:
-                raise self.translate(exc, "enqueueing jobs") from exc
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise self.translate(reply, "enqueueing jobs") from reply
+            args: list[Encodable] = [prefix]
+            for job_id, env in jobs[start:start + chunk]:
+                args.append(job_id)
+                args.append(env)
+            calls.append(("enqueue_many", (self.keys.queue,), args))
+        try:
+            replies = await self.scripts_pipelined(calls)
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, "enqueueing jobs") from exc
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise self.translate(reply, "enqueueing jobs") from reply
 
     async def job_states(self, job_ids: Sequence[str]) -> list[list[bytes | None]]:
         """``[status, result, error]`` of each job. Reads made in the same loop turn, by any

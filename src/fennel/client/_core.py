@@ -69,7 +69,10 @@ class AsyncClient:
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> None:
         # Encode everything first: one bad job fails the call before anything is written.
-        prepared = [(job.id, await self._prepare(job)) for job in jobs]
+        if self.app.middleware:
+            prepared = [(job.id, await self._prepare(job)) for job in jobs]
+        else:
+            prepared = [(job.id, self.encode(job)) for job in jobs]
         await self.broker.enqueue_many(prepared)
         if self.app.middleware:
             for job in jobs:

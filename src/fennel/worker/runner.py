@@ -9,6 +9,7 @@ raised by a job ever reaches the worker's loops.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -157,8 +158,7 @@ class JobRunner:
             await run_hooks(self._mw, "on_failure", self.app, job, exc)
         if job.tries < job.max_retries:
             delay = self._backoff(job.tries)
-            nxt = Job(**{**job.__dict__, "tries": job.tries + 1,
-                         "errors": [*job.errors, record]})
+            nxt = dataclasses.replace(job, tries=job.tries + 1, errors=[*job.errors, record])
             ok = await self._record(flight, self._script(
                 "retry", (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
                 (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(), int(delay * 1000),
