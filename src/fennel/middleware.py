@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -65,20 +66,46 @@ class Middleware:
 
     def on_dead(self, app: App[Any], job: Job, reason: str) -> Any: ...
 
+    def active(self, hook: str) -> bool:
+        """Whether ``hook`` does anything now; a worker skips hooks that do not, per job."""
+        return True
+
 
 def overrides(mw: Middleware, hook: str) -> bool:
     """Whether ``mw`` defines ``hook`` itself (so no-op hooks cost nothing to skip)."""
-    return getattr(type(mw), hook) is not getattr(Middleware, hook)
+    return getattr(type(mw), hook) is not getattr(Middleware, hook) and mw.active(hook)
+
+
+class Hooks:
+    """Per hook, the middleware that do something for it, resolved once (and again only if
+    middleware is added), so a job pays nothing for hooks that do nothing."""
+
+    def __init__(self, middleware: list[Middleware]) -> None:
+        self._middleware = middleware
+        self._resolved: dict[str, list[Middleware]] = {}
+        self._size = -1
+
+    def __call__(self, hook: str) -> list[Middleware]:
+        if self._size != len(self._middleware):
+            self._resolved.clear()
+            self._size = len(self._middleware)
+        found = self._resolved.get(hook)
+        if found is None:
+            found = self._resolved[hook] = [m for m in self._middleware if overrides(m, hook)]
+        return found
 
 
 async def run_hooks(middleware: Sequence[Middleware], hook: str, *args: Any) -> None:
     """Run a hook of every middleware, awaiting async ones; a failing hook is logged."""
+    await call_hooks([mw for mw in middleware if overrides(mw, hook)], hook, *args)
+
+
+async def call_hooks(middleware: Sequence[Middleware], hook: str, *args: Any) -> None:
+    """Run ``hook`` of each of ``middleware`` (already resolved, see :class:`Hooks`)."""
     for mw in middleware:
-        if not overrides(mw, hook):
-            continue
         try:
             res = getattr(mw, hook)(*args)
-            if inspect.isawaitable(res):
+            if res is not None and inspect.isawaitable(res):
                 await res
         except Exception:
             log.exception("fennel.middleware.hook_failed", hook=hook,
@@ -89,8 +116,21 @@ class LoggingMiddleware(Middleware):
     """The worker's job log: one structured event per lifecycle step, each with the job id,
     task name and attempt. Installed first by every worker; the CLI chooses the format."""
 
+    #: the level each hook logs at (after_execute logs failures only)
+    _LEVELS = {"before_execute": logging.INFO, "on_success": logging.INFO,
+               "after_execute": logging.WARNING, "on_retry": logging.WARNING,
+               "on_dead": logging.ERROR}
+
     def __init__(self) -> None:
         self.log = structlog.get_logger("fennel.worker")
+
+    def active(self, hook: str) -> bool:
+        """Hooks whose events the configured level drops cost nothing (see :class:`Hooks`)."""
+        level = self._LEVELS.get(hook)
+        if level is None:
+            return True
+        enabled = getattr(self.log.bind(), "is_enabled_for", None)
+        return bool(enabled(level)) if enabled is not None else True
 
     def before_execute(self, app: App[Any], job: Job) -> None:
         self.log.info("job.started", job_id=job.id, task=job.task, attempt=job.tries + 1)

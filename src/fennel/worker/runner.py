@@ -23,7 +23,7 @@ from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError, SerializationError, UnknownTask
 from fennel.job import Job, decode, encode_value, error_record
 from fennel.keys import GROUP
-from fennel.middleware import run_hooks
+from fennel.middleware import Hooks, call_hooks
 from fennel.worker.executor import Executor
 from fennel.worker.processes import RemoteError
 
@@ -56,7 +56,7 @@ class JobRunner:
         self.consumer = consumer
         self.keys = app.keys
         self._ttl = self.settings.results_ttl
-        self._mw = app.middleware
+        self._hooks = Hooks(app.middleware)
         self._to_mark: list[str] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -96,8 +96,8 @@ class JobRunner:
             return
 
         self._mark_started(job.id)
-        if self._mw:
-            await run_hooks(self._mw, "before_execute", self.app, job)
+        if hooks := self._hooks("before_execute"):
+            await call_hooks(hooks, "before_execute", self.app, job)
         started = time.perf_counter()
         try:
             value = await self.executor.run(task, job.args, job.kwargs, job.timeout,
@@ -110,13 +110,13 @@ class JobRunner:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 exc = RuntimeError(f"task raised {type(exc).__name__}")
             tb = exc.remote_traceback if isinstance(exc, RemoteError) else traceback.format_exc()
-            if self._mw:
-                await run_hooks(self._mw, "after_execute", self.app, job, exc, duration)
+            if hooks := self._hooks("after_execute"):
+                await call_hooks(hooks, "after_execute", self.app, job, exc, duration)
             await self._failed(flight, job, exc, tb, duration)
             return
         duration = time.perf_counter() - started
-        if self._mw:
-            await run_hooks(self._mw, "after_execute", self.app, job, None, duration)
+        if hooks := self._hooks("after_execute"):
+            await call_hooks(hooks, "after_execute", self.app, job, None, duration)
         result = payload if self.settings.results_enabled else b""
         if job.on_success:
             recorded = await self._complete(flight, job, "SUCCESS", result, b"", "",
@@ -124,8 +124,8 @@ class JobRunner:
         else:
             recorded = await self._record(flight, lambda: self.broker.succeed(
                 self.consumer, entry.entry_id, job.id, result, job.reply_to or "", self._ttl))
-        if recorded and self._mw:
-            await run_hooks(self._mw, "on_success", self.app, job, value, duration)
+        if recorded and (hooks := self._hooks("on_success")):
+            await call_hooks(hooks, "on_success", self.app, job, value, duration)
 
     def _mark_started(self, job_id: str) -> None:
         """Set EXECUTING without waiting for it: jobs started in the same loop turn share one
@@ -154,8 +154,8 @@ class JobRunner:
             record["type"] = exc.type_name
         if isinstance(exc, SerializationError):
             record["type"] = "SerializationError"
-        if self._mw:
-            await run_hooks(self._mw, "on_failure", self.app, job, exc)
+        if hooks := self._hooks("on_failure"):
+            await call_hooks(hooks, "on_failure", self.app, job, exc)
         if job.tries < job.max_retries:
             delay = self._backoff(job.tries)
             nxt = dataclasses.replace(job, tries=job.tries + 1, errors=[*job.errors, record])
@@ -163,8 +163,8 @@ class JobRunner:
                 "retry", (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
                 (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(), int(delay * 1000),
                  job.id, _error_json(record))))
-            if ok and self._mw:
-                await run_hooks(self._mw, "on_retry", self.app, job, exc, delay)
+            if ok and (hooks := self._hooks("on_retry")):
+                await call_hooks(hooks, "on_retry", self.app, job, exc, delay)
             return
         job.errors = [*job.errors, record]
         await self._dead(flight, job, record, f"{record['type']}: retries exhausted", exc)
@@ -182,8 +182,8 @@ class JobRunner:
             job.errors = [*job.errors, record]
         ok = await self._complete(flight, job, "DEAD", _error_json(record), job.encode(), reason,
                                   job.on_failure, record)
-        if ok and self._mw:
-            await run_hooks(self._mw, "on_dead", self.app, job, reason)
+        if ok and (hooks := self._hooks("on_dead")):
+            await call_hooks(hooks, "on_dead", self.app, job, reason)
 
     async def _bury_raw(self, entry: DeliveredEntry, reason: str) -> None:
         """Move an entry that is not a job at all to the DLQ, raw bytes and reason."""
