@@ -231,9 +231,9 @@ class Broker:
         self._coalescer.submit_threadsafe(loop, "enqueue", (self.keys.queue,
                                                             self.keys.job(job_id)), (envelope,))
 
-    async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 500) -> None:
-        """Enqueue many jobs: one ``enqueue_many`` script call per ``chunk`` jobs, all chunks
-        pipelined in one round trip (so Redis works through one while the next arrives)."""
+    async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 250) -> None:
+        """Enqueue many jobs: one ``enqueue_many`` script call per ``chunk`` jobs, the calls
+        sent concurrently, so Redis runs one chunk while the next is being packed and sent."""
         prefix = self.keys.job("")
         calls = []
         for start in range(0, len(jobs), chunk):
@@ -243,10 +243,10 @@ class Broker:
                 args.append(env)
             calls.append(("enqueue_many", (self.keys.queue,), args))
         try:
-            replies = await self.scripts_pipelined(calls)
+            replies = await asyncio.gather(*(self.scripts_pipelined([c]) for c in calls))
         except (rexc.RedisError, OSError) as exc:
             raise self.translate(exc, "enqueueing jobs") from exc
-        for reply in replies:
+        for (reply,) in replies:
             if isinstance(reply, BaseException):
                 raise self.translate(reply, "enqueueing jobs") from reply
 
