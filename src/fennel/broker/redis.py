@@ -232,8 +232,8 @@ class Broker:
                                                             self.keys.job(job_id)), (envelope,))
 
     async def enqueue_many(self, jobs: Sequence[tuple[str, bytes]], chunk: int = 250) -> None:
-        """Enqueue many jobs: one ``enqueue_many`` script call per ``chunk`` jobs, the calls
-        sent concurrently, so Redis runs one chunk while the next is being packed and sent."""
+        """Enqueue many jobs: one ``enqueue_many`` script call per ``chunk`` jobs, four calls in
+        flight at a time, so Redis runs one chunk while the next is being packed and sent."""
         prefix = self.keys.job("")
         calls = []
         for start in range(0, len(jobs), chunk):
@@ -242,11 +242,20 @@ class Broker:
                 args.append(job_id)
                 args.append(env)
             calls.append(("enqueue_many", (self.keys.queue,), args))
+        # A few calls in flight keep Redis and this client busy at once without opening a
+        # connection per chunk.
+        window = asyncio.Semaphore(4)
+
+        async def send(call: tuple[str, Sequence[str], Sequence[Encodable]]) -> Any:
+            async with window:
+                (reply,) = await self.scripts_pipelined([call])
+                return reply
+
         try:
-            replies = await asyncio.gather(*(self.scripts_pipelined([c]) for c in calls))
+            replies = await asyncio.gather(*(send(c) for c in calls))
         except (rexc.RedisError, OSError) as exc:
             raise self.translate(exc, "enqueueing jobs") from exc
-        for (reply,) in replies:
+        for reply in replies:
             if isinstance(reply, BaseException):
                 raise self.translate(reply, "enqueueing jobs") from reply
 
