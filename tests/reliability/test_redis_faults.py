@@ -103,9 +103,11 @@ def test_12_connection_dropped_during_a_blocking_read(server, spawn, make_app, m
     with FaultProxy("127.0.0.1", server.port) as proxy:
         # A long lease: recovery must come from the pending list, not from a reclaim.
         w = spawn(proxy.url, "--concurrency", "4", env={"FENNEL_LEASE_TIMEOUT": "20"})
-        time.sleep(0.5)  # the worker sits in XREADGROUP BLOCK
-        # The reply carrying the entries is lost with its connection.
+        # The reply carrying the entries is lost with its connection. The proxy arms on the
+        # next XREADGROUP the worker sends (its blocking reads last 1 s here), so wait past
+        # one before enqueueing.
         proxy.lose_reply(b"XREADGROUP", b"rel.work")
+        time.sleep(1.5)
         handles = app.tasks["rel.work"].map([(f"k{i}",) for i in range(3)])
         r = _r(server.url)
         wait_until(lambda: proxy.lost_replies == 1, 5, what="the read's reply to be lost")

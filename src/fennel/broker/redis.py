@@ -11,11 +11,9 @@ redis-py errors are translated here, and only here, into :mod:`fennel.exceptions
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import hashlib
 import importlib.resources
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -27,13 +25,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from fennel._redis_url import mask_url
+from fennel.broker.batching import Coalescer, Deadline, Encodable, SuccessBatch
 from fennel.exceptions import BrokerError, ConnectionFailed, OutOfMemory
 from fennel.keys import GROUP, Keys
 
 __all__ = ["Broker", "DeliveredEntry", "QueueStats"]
 
 T = TypeVar("T")
-Encodable = bytes | str | int | float
 
 SCRIPT_NAMES = (
     "enqueue", "enqueue_many", "succeed_many", "start", "complete", "retry", "promote",
@@ -95,7 +93,7 @@ class Broker:
         self.masked_url = mask_url(url)
         self.keys = keys
         self.socket_timeout = socket_timeout
-        # Time limits are applied here, around each call (see _Deadline), not by redis-py:
+        # Time limits are applied here, around each call (see Deadline), not by redis-py:
         # its socket_timeout wraps every send in asyncio.wait_for, an extra task per command
         # (a round trip measured 58 us without it, 90 us with it). Concurrency stays low
         # because calls of one loop turn share a pipeline, so a plain pool suffices.
@@ -108,8 +106,8 @@ class Broker:
             decode_responses=False,
         )
         self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self._coalescer = _Coalescer(self)
-        self._successes = _SuccessBatch(self)
+        self._coalescer = Coalescer(self)
+        self._successes = SuccessBatch(self)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -144,9 +142,9 @@ class Broker:
             return BrokerError(f"Redis at {self.masked_url} failed while {doing}: {exc}")
         return exc
 
-    def deadline(self, extra: float = 0.0) -> _Deadline:
+    def deadline(self, extra: float = 0.0) -> Deadline:
         """A time limit of ``socket_timeout`` (+ ``extra``) around one call to Redis."""
-        return _Deadline(self.socket_timeout + extra)
+        return Deadline(self.socket_timeout + extra)
 
     async def _guard(self, doing: str, coro: Awaitable[T]) -> T:
         try:
@@ -167,7 +165,7 @@ class Broker:
             raise self.translate(exc, f"running {name}") from exc
 
     async def _evalsha(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
-        if name.startswith("!"):  # a plain command (see _Coalescer)
+        if name.startswith("!"):  # a plain command (see Coalescer)
             async with self.deadline():
                 return await self._redis.execute_command(  # type: ignore[no-untyped-call]
                     name[1:], *keys, *args)
@@ -479,33 +477,6 @@ class Broker:
 
 _STATE_FIELDS = ("status", "result", "error")
 
-if sys.version_info >= (3, 11):
-    _timeout = asyncio.timeout
-else:  # pragma: no cover - redis-py depends on async-timeout on Python 3.10
-    from async_timeout import timeout as _timeout  # type: ignore[import-not-found, unused-ignore]
-
-
-class _Deadline:
-    """``async with``: cancel the call after ``seconds`` and raise redis-py's TimeoutError,
-    which the broker translates like any other. redis-py disconnects a connection whose
-    command was cancelled mid-way, so a late reply can never reach the next caller."""
-
-    __slots__ = ("_cm", "_seconds")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._cm = _timeout(seconds)
-
-    async def __aenter__(self) -> None:
-        await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        try:
-            return bool(await self._cm.__aexit__(*exc))
-        except (TimeoutError, asyncio.TimeoutError):
-            raise rexc.TimeoutError(f"no reply within {self._seconds:g}s") from None
-
-
 def _entries(reply: Any) -> list[DeliveredEntry]:
     return [DeliveredEntry(eid.decode(), env if env else None, int(n)) for eid, env, n in reply]
 
@@ -516,114 +487,3 @@ def _job_id_of(envelope: bytes) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return ""
     return value if isinstance(value, str) else ""
-
-
-class _Coalescer:
-    """Collects script calls made in the same event-loop turn and sends them as one pipeline.
-
-    The first call schedules a flush; every call made before the flush runs joins it, so under
-    load each round trip carries many calls, and with one caller the cost is one loop turn.
-    Calls come from coroutines on the loop (:meth:`call`) or from other threads
-    (:meth:`submit_threadsafe`, the sync facade's fast path); both share the same pipelines.
-    """
-
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self._calls: list[tuple[str, Sequence[str], Sequence[Encodable]]] = []
-        self._futures: list[asyncio.Future[Any] | concurrent.futures.Future[Any]] = []
-        self._scheduled = False
-        self._flushing: set[asyncio.Task[None]] = set()
-
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[Encodable]) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._add(name, keys, args, fut)
-        return self._unwrap(name, await fut)
-
-    def submit_threadsafe(self, loop: asyncio.AbstractEventLoop, name: str,
-                          keys: Sequence[str], args: Sequence[Encodable]) -> Any:
-        """Run a script call from another thread on ``loop``; blocks for its result."""
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._add, name, keys, args, fut)
-        return self._unwrap(name, fut.result())
-
-    def _unwrap(self, name: str, result: Any) -> Any:
-        if isinstance(result, BaseException):
-            error = self._broker.translate(result, f"running {name}")
-            if error is result:
-                raise error
-            raise error from result
-        return result
-
-    def _add(self, name: str, keys: Sequence[str], args: Sequence[Encodable],
-             fut: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
-        self._calls.append((name, keys, args))
-        self._futures.append(fut)
-        if not self._scheduled:
-            self._scheduled = True
-            task = asyncio.get_running_loop().create_task(self._flush())
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
-
-    async def _flush(self) -> None:
-        # A task's first step runs after every callback already queued for this loop turn,
-        # so every coroutine (and thread submission) that is ready now has added its call.
-        calls, futures = self._calls, self._futures
-        self._calls, self._futures = [], []
-        self._scheduled = False
-        try:
-            results = await self._broker.scripts_pipelined(calls)
-        except BaseException as exc:  # delivered to every caller, including cancellation
-            error = self._broker.translate(exc, f"running {calls[0][0]}")
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(error)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for fut, result in zip(futures, results, strict=True):
-            if not fut.done():
-                fut.set_result(result)
-
-
-class _SuccessBatch:
-    """Merges the successes recorded in one loop turn into one ``succeed_many`` call.
-
-    Each success costs four arguments instead of the fourteen of a ``complete`` call, which
-    matters: packing arguments is most of redis-py's per-command cost.
-    """
-
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self._items: dict[tuple[str, int], list[tuple[tuple[Encodable, ...],
-                                                      asyncio.Future[Any]]]] = {}
-        self._flushing: set[asyncio.Task[None]] = set()
-
-    async def add(self, consumer: str, ttl: int, item: tuple[Encodable, ...]) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        key = (consumer, ttl)
-        batch = self._items.setdefault(key, [])
-        batch.append((item, fut))
-        if len(batch) == 1:
-            task = asyncio.get_running_loop().create_task(self._flush(key))
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
-        return await fut
-
-    async def _flush(self, key: tuple[str, int]) -> None:
-        batch = self._items.pop(key, [])
-        consumer, ttl = key
-        args: list[Encodable] = [GROUP, consumer, ttl, self._broker.keys.job("")]
-        for item, _fut in batch:
-            args.extend(item)
-        try:
-            answers = await self._broker.script("succeed_many", (self._broker.keys.queue,), args)
-        except BaseException as exc:
-            for _item, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_item, fut), answer in zip(batch, answers, strict=True):
-            if not fut.done():
-                fut.set_result(answer)
