@@ -26,7 +26,7 @@ from redis.retry import Retry
 
 from fennel._redis_url import mask_url
 from fennel.broker.batching import Coalescer, Deadline, Encodable, SuccessBatch
-from fennel.exceptions import BrokerError, ConnectionFailed, OutOfMemory
+from fennel.exceptions import BrokerError, ConnectionFailed, FennelError, OutOfMemory
 from fennel.keys import GROUP, Keys
 
 __all__ = ["Broker", "DeliveredEntry", "QueueStats"]
@@ -120,6 +120,8 @@ class Broker:
 
     def translate(self, exc: BaseException, doing: str) -> BaseException:
         """A Fennel error for a redis-py error raised while ``doing`` something."""
+        if isinstance(exc, FennelError):
+            return exc  # translated already (e.g. by a batch, for each of its callers)
         if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
             reason = str(exc) or type(exc).__name__
             return ConnectionFailed(

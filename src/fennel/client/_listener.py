@@ -20,6 +20,7 @@ from redis.asyncio.client import PubSub
 
 from fennel._asyncio import cancel_requested, stop_tasks
 from fennel.broker import Broker
+from fennel.exceptions import BrokerError
 from fennel.job import TERMINAL, Status
 
 log = structlog.get_logger("fennel.client")
@@ -48,6 +49,10 @@ class ResultListener:
             futures.append(fut)
         try:
             await self._check(job_ids)
+        except BrokerError as exc:
+            # Subscribed, but Redis went away before the read: the futures stay registered and
+            # the listener re-checks every waiter as soon as it has reconnected.
+            log.warning("fennel.listener.check_deferred", error=str(exc), jobs=len(job_ids))
         except BaseException:
             for job_id, fut in zip(job_ids, futures, strict=True):
                 self.forget(job_id, fut)
