@@ -4,10 +4,5 @@
 # prints their results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e '.[embedded]'
+. scripts/_venv.sh "embedded"
 exec .venv/bin/fennel demo "$@"

@@ -17,7 +17,7 @@ def test_thousands_of_dead_jobs(start_worker):
     w = start_worker("tests.apps.ops:app", "--concurrency", "64",
                      env={"FENNEL_LOG_LEVEL": "critical"}, ready=False)
     handles = explode.map([(i,) for i in range(1200)])
-    done, pending = wait(handles, timeout=120)
+    _done, pending = wait(handles, timeout=120)
     assert not pending
     w.stop()
     assert len(read_dead(app)) == 1200

@@ -62,14 +62,6 @@ def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
     yield from _server(tmp_path, appendonly=True)
 
 
-@pytest.fixture
-def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "marks.txt"
-    path.touch()
-    monkeypatch.setenv("FENNEL_TEST_MARKS", str(path))
-    return path
-
-
 class Spawner:
     """Starts real worker processes; stops (SIGKILLs if need be) all of them at the end."""
 
