@@ -14,10 +14,12 @@ Each command prints one line ``RESULT <json>`` on stdout.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 
 HOST = os.environ.get("FENNEL_BENCH_REDIS_HOST", "127.0.0.1")
@@ -79,6 +81,24 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def run_async_peer(spec: Callable[[], dict[str, object]],
+                   enqueue: Callable[[int], Awaitable[float]],
+                   fill: Callable[[int, str], Awaitable[object]],
+                   latency: Callable[[int, int], Awaitable[list[float]]]) -> None:
+    """The command line of a driver whose library is async-only: ``spec``, ``enqueue`` (timed,
+    returns seconds), ``fill`` and ``latency``, each coroutine run with ``asyncio.run``."""
+    a = parse()
+    if a.cmd == "spec":
+        emit(spec())
+    elif a.cmd == "enqueue":
+        emit(rate(a.n, asyncio.run(enqueue(a.n))))
+    elif a.cmd == "fill":
+        asyncio.run(fill(a.n, a.task))
+        emit({"filled": a.n})
+    elif a.cmd == "latency":
+        emit(latencies(asyncio.run(latency(a.n, a.warmup))))
 
 
 def rate(n: int, seconds: float, **extra: object) -> dict[str, object]:

@@ -91,16 +91,7 @@ async def _latency(n: int, warmup: int) -> list[float]:
 
 
 def main() -> None:
-    a = c.parse()
-    if a.cmd == "spec":
-        c.emit(spec())
-    elif a.cmd == "enqueue":
-        c.emit(c.rate(a.n, asyncio.run(_enqueue(a.n, "async"))))
-    elif a.cmd == "fill":
-        asyncio.run(_fill(a.n, a.task))
-        c.emit({"filled": a.n})
-    elif a.cmd == "latency":
-        c.emit(c.latencies(asyncio.run(_latency(a.n, a.warmup))))
+    c.run_async_peer(spec, lambda n: _enqueue(n, "async"), _fill, _latency)
 
 
 if __name__ == "__main__":
