@@ -8,6 +8,14 @@ SIGKILLs and restarts Redis. At the end it prints the oracle (lost / unexpected 
 duplicates), the worst redelivery time (a start of a job to its next start, over jobs
 that ran more than once), the worst stall after a Redis restart (restart to the next
 completion), the peak worker RSS, and the Redis key count before and after (after results expire).
+
+Each worker reaches Redis through its own fault proxy. A second phase then enqueues more jobs
+(``--partition-jobs``) with no kills and no Redis restarts, while random workers are cut off
+from Redis by a network partition shorter than half a lease: a worker cut off that briefly
+must keep its jobs, so this phase must report 0 duplicates (and 0 lost). Partitions are of
+three kinds, at random: what was sent meanwhile arrives when it ends (as TCP would deliver it);
+every open connection of that worker is reset when it ends; or what was sent meanwhile is lost
+without a word, so a call in flight is ended only by its caller's deadline.
 """
 
 from __future__ import annotations
@@ -22,15 +30,19 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from fennel import _portal
+from fennel import App, _portal
 from fennel.exceptions import BrokerError
+from fennel.job import Job
 from fennel.task import _enqueue_many
 from fennel.testing import RedisServer
 from tests.reliability import apps
+from tests.reliability.faultproxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,10 +58,13 @@ def rss_kb(pid: int) -> int:
 
 
 class Workers:
-    def __init__(self, n: int, env: dict[str, str], concurrency: int, logdir: Path) -> None:
+    def __init__(self, n: int, env: dict[str, str], concurrency: int, logdir: Path,
+                 redis_port: int) -> None:
         self.env = env
         self.concurrency = concurrency
         self.logdir = logdir
+        #: one fault proxy per worker slot, so a partition cuts off one worker alone
+        self.proxies = [FaultProxy("127.0.0.1", redis_port).start() for _ in range(n)]
         self.procs: list[subprocess.Popen[bytes]] = [self._start(i) for i in range(n)]
         self.peak_rss_kb = 0
         self.kills = 0
@@ -59,7 +74,8 @@ class Workers:
         return subprocess.Popen(
             [sys.executable, "-m", "fennel", "worker", "--app", "tests.reliability.apps:app",
              "--concurrency", str(self.concurrency)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**self.env, "FENNEL_REDIS_URL": self.proxies[slot].url},
+            stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
     def kill_and_restart(self, slot: int) -> None:
@@ -83,6 +99,87 @@ class Workers:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        for proxy in self.proxies:
+            proxy.close()
+
+
+def terminal_statuses(r: redis.Redis, ids: list[str]) -> dict[str, str]:
+    """The jobs among ``ids`` that reached a terminal state, and that state."""
+    out: dict[str, str] = {}
+    for s in range(0, len(ids), 10_000):
+        chunk = ids[s:s + 10_000]
+        pipe = r.pipeline(transaction=False)
+        for job_id in chunk:
+            pipe.hget(f"fennel:{{rel}}:job:{job_id}", "status")
+        for job_id, st in zip(chunk, pipe.execute(), strict=True):
+            if st in (b"SUCCESS", b"DEAD"):
+                out[job_id] = st.decode()
+    return out
+
+
+def enqueue_until_done(app: App[Any], jobs: Sequence[Job]) -> None:
+    """Enqueue ``jobs`` in bulk, retrying through Redis outages (idempotent per job id)."""
+    delay = 0.1
+    while True:
+        try:
+            _portal.call(_enqueue_many, app, jobs)
+            return
+        except BrokerError as exc:
+            print(f"  enqueue retry: {type(exc).__name__}", flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def partition_phase(args: argparse.Namespace, rnd: random.Random, app: App[Any], work: Any,
+                    workers: Workers, r: redis.Redis, marks: Path) -> dict[str, float]:
+    """Jobs run while random workers are partitioned from Redis for under half a lease."""
+    keys = [f"p{i}" for i in range(args.partition_jobs)]
+    jobs = work._bulk_jobs([(k, args.partition_task_seconds) for k in keys])
+    t0 = time.time()
+    enqueue_until_done(app, jobs)
+    remaining = {j.id for j in jobs}
+    stop = threading.Event()
+    cuts: list[float] = []
+
+    def cutter() -> None:
+        while not stop.wait(rnd.expovariate(1 / args.partition_every)):
+            proxy = workers.proxies[rnd.randrange(len(workers.proxies))]
+            seconds = rnd.uniform(0.1, 0.45) * args.lease
+            kind = rnd.choice(("hold", "reset", "silent"))
+            if kind == "silent":
+                # What is sent meanwhile is lost and nobody is told: a call in flight never
+                # gets its reply, and only the caller's own deadline ends it.
+                proxy.blackhole = True
+            else:
+                proxy.partitioned = True
+            stop.wait(seconds)
+            if kind == "reset":
+                # As if a middlebox lost the connections' state: each open one is reset.
+                proxy.cut()
+            proxy.partitioned = proxy.blackhole = False
+            cuts.append(seconds)
+
+    thread = threading.Thread(target=cutter, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + args.timeout
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            remaining -= set(terminal_statuses(r, list(remaining)))
+        except redis.RedisError:
+            continue
+    elapsed = time.time() - t0
+    stop.set()
+    thread.join()
+    wanted = set(keys)
+    runs: Counter[str] = Counter()
+    for line in marks.read_text().splitlines():
+        key = line.split(" ")[1]
+        if key in wanted:
+            runs[key] += 1
+    return {"jobs": len(keys), "elapsed": elapsed, "partitions": len(cuts),
+            "longest": max(cuts, default=0.0), "lost": len(remaining),
+            "duplicates": sum(n - 1 for n in runs.values() if n > 1)}
 
 
 def main() -> int:
@@ -99,6 +196,11 @@ def main() -> int:
     ap.add_argument("--results-ttl", type=int, default=60)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=3600.0)
+    ap.add_argument("--partition-jobs", type=int, default=5000,
+                    help="jobs of the partition phase (0 skips it)")
+    ap.add_argument("--partition-task-seconds", type=float, default=0.2)
+    ap.add_argument("--partition-every", type=float, default=1.5,
+                    help="mean seconds between partitions")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rnd = random.Random(seed)
@@ -115,7 +217,7 @@ def main() -> int:
            "FENNEL_RESULTS_TTL": str(args.results_ttl), "PYTHONUNBUFFERED": "1"}
     print(f"chaos: seed={seed} jobs={args.jobs} workers={args.workers} "
           f"concurrency={args.concurrency} lease={args.lease}s dir={tmp}", flush=True)
-    workers = Workers(args.workers, env, args.concurrency, tmp)
+    workers = Workers(args.workers, env, args.concurrency, tmp, server.port)
     r = redis.Redis.from_url(url, socket_timeout=5)
     # Baseline once every worker has joined (queue stream, worker registry, lease clock).
     deadline0 = time.monotonic() + 60
@@ -142,15 +244,7 @@ def main() -> int:
         for start in range(0, args.jobs, args.batch):
             jobs = work._bulk_jobs([(f"j{i}", args.task_seconds) for i in range(start,
                                                             min(args.jobs, start + args.batch))])
-            delay = 0.1
-            while True:
-                try:
-                    _portal.call(_enqueue_many, app, jobs)  # idempotent per job id
-                    break
-                except BrokerError as exc:
-                    print(f"  enqueue retry: {type(exc).__name__}", flush=True)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            enqueue_until_done(app, jobs)
             with lock:
                 for j in jobs:
                     enqueued[j.id] = j.args[0]
@@ -185,18 +279,13 @@ def main() -> int:
         with lock:
             ids = list(remaining)
         try:
-            for s in range(0, len(ids), 10_000):
-                chunk = ids[s:s + 10_000]
-                pipe = r.pipeline(transaction=False)
-                for job_id in chunk:
-                    pipe.hget(f"fennel:{{rel}}:job:{job_id}", "status")
-                for job_id, st in zip(chunk, pipe.execute(), strict=True):
-                    if st in (b"SUCCESS", b"DEAD"):
-                        statuses[job_id] = st.decode()
-                        with lock:
-                            remaining.pop(job_id, None)
+            found = terminal_statuses(r, ids)
         except redis.RedisError:
             continue
+        statuses.update(found)
+        with lock:
+            for job_id in found:
+                remaining.pop(job_id, None)
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
             print(f"  t={time.time() - t0:6.1f}s terminal={len(statuses)} "
@@ -229,12 +318,14 @@ def main() -> int:
     completions.sort()
     import bisect
     stall = 0.0
-    for t in redis_restarts:
-        i = bisect.bisect_right(completions, t)
+    for restart in redis_restarts:
+        i = bisect.bisect_right(completions, restart)
         if i < len(completions):
-            stall = max(stall, completions[i] - t)
+            stall = max(stall, completions[i] - restart)
     dead = sum(1 for s in statuses.values() if s == "DEAD")
     lost = len(enqueued) - len(statuses) + (args.jobs - len(enqueued))
+    part = (partition_phase(args, rnd, app, work, workers, r, marks)
+            if args.partition_jobs else None)
     # Let results expire, then count keys again.
     time.sleep(args.results_ttl + 5)
     for _ in range(60):
@@ -256,11 +347,19 @@ def main() -> int:
     print(f"  worst redis stall    {stall:.2f} s (restart -> next completion)")
     print(f"  peak worker RSS      {workers.peak_rss_kb / 1024:.1f} MiB")
     print(f"  redis keys           before={keys_before} after={keys_after}")
+    if part is not None:
+        print("partition phase (no kills, no Redis restarts)")
+        print(f"  jobs enqueued        {part['jobs']:.0f} in {part['elapsed']:.1f} s")
+        print(f"  partitions           {part['partitions']:.0f} (longest {part['longest']:.2f} s, "
+              f"lease {args.lease:g} s)")
+        print(f"  lost                 {part['lost']:.0f}")
+        print(f"  duplicates           {part['duplicates']:.0f} (executions beyond one)")
     workers.stop()
     r.close()
     _portal.stop()
     server.close()
-    return 0 if lost == 0 and not unexpected else 1
+    part_ok = part is None or (part["lost"] == 0 and part["duplicates"] == 0)
+    return 0 if lost == 0 and not unexpected and part_ok else 1
 
 
 if __name__ == "__main__":

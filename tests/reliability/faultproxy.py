@@ -31,6 +31,10 @@ class FaultProxy:
         self.blackhole = False
         #: close new connections at once
         self.refuse = False
+        #: a network partition: nothing moves either way, new connections hang, and what was
+        #: sent meanwhile waits in the kernel's buffers and arrives once it is lifted (as TCP
+        #: retransmission would deliver it), unless a side gave up and closed first
+        self.partitioned = False
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -106,6 +110,8 @@ class FaultProxy:
 
     def _serve(self, client: socket.socket) -> None:
         server: socket.socket | None = None
+        while self.partitioned and not self._closed:
+            time.sleep(0.02)
         if not self.blackhole:
             try:
                 server = socket.create_connection(self.target, timeout=5)
@@ -129,10 +135,15 @@ class FaultProxy:
         socks = [client] if server is None else [client, server]
         armed = False
         while not self._closed:
+            if self.partitioned:
+                time.sleep(0.02)
+                continue
             try:
                 readable, _, _ = select.select(socks, [], [], 0.2)
             except (OSError, ValueError):
                 return
+            if self.partitioned:
+                continue  # leave it in the buffers until the partition is lifted
             for s in readable:
                 try:
                     data = s.recv(65536)
