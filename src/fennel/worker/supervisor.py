@@ -78,6 +78,9 @@ class Worker:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._reclaim_wanted = False
+        #: slots promised to reads, reclaims and adoptions in flight: whatever they deliver
+        #: must fit, so the worker never runs more than ``concurrency`` jobs
+        self._reserved = 0
         self._block_ms = int(max(100, min(2000, s.socket_timeout * 1000 / 2)))
         #: jobs taken over from dead workers (``fennel_redeliveries``)
         self.redelivered = 0
@@ -213,15 +216,21 @@ class Worker:
                                        return_when=asyncio.FIRST_COMPLETED)
                     slot.cancel()
                     continue
-                read = asyncio.create_task(self.broker.read(self.consumer, free, self._block_ms))
-                await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
-                    # Anything delivered to a cancelled read sits in our pending list and is
-                    # handed back by _drain.
-                    read.cancel()
-                    with contextlib.suppress(BaseException):
-                        await read
-                    break
+                self._reserved += free
+                try:
+                    read = asyncio.create_task(self.broker.read(self.consumer, free,
+                                                                self._block_ms))
+                    await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not read.done():
+                        # Anything delivered to a cancelled read sits in our pending list and
+                        # is handed back by _drain.
+                        read.cancel()
+                        with contextlib.suppress(BaseException):
+                            await read
+                        break
+                finally:
+                    # Released in the same step that dispatches what the read delivered.
+                    self._reserved -= free
                 try:
                     entries = read.result()
                     delay = 0.05
@@ -257,7 +266,7 @@ class Worker:
         self._isolated = None
         if self._suspects_waiting and self.inflight:
             return 0
-        return self.concurrency - len(self.inflight)
+        return self.concurrency - len(self.inflight) - self._reserved
 
     async def _run_one(self, flight: InFlight) -> None:
         try:
@@ -307,10 +316,16 @@ class Worker:
         if free <= 0:
             self._reclaim_wanted = True  # the consume loop reclaims at the next free slot
             return
-        entries, self._suspects_waiting = await self.broker.reclaim(
-            self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms,
-            self.settings.max_deliveries, empty=not self.inflight,
-        )
+        empty = not self.inflight and not self._reserved
+        self._reserved += free
+        try:
+            entries, self._suspects_waiting = await self.broker.reclaim(
+                self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms,
+                self.settings.max_deliveries, empty=empty,
+            )
+        finally:
+            self._reserved -= free
+            self._slot_freed.set()
         if self._suspects_waiting and not entries:
             # Once our jobs drain (_free() takes nothing new meanwhile), reclaim before reading.
             self._reclaim_wanted = True
@@ -326,8 +341,13 @@ class Worker:
         # connection. In-flight entries are renewed every lease/3, so an entry of ours idle
         # this long that we do not hold was never seen; take it back without waiting a lease.
         orphan_idle = int(min(self.settings.lease_timeout / 2, 1.0) * 1000)
-        orphans = await self.broker.adopt_orphans(self.consumer, orphan_idle,
-                                                  set(self.inflight), free)
+        self._reserved += free
+        try:
+            orphans = await self.broker.adopt_orphans(self.consumer, orphan_idle,
+                                                      set(self.inflight), free)
+        finally:
+            self._reserved -= free
+            self._slot_freed.set()
         orphans = [e for e in orphans if e.entry_id not in self.inflight]
         if orphans:
             log.warning("worker.orphans_adopted", count=len(orphans),

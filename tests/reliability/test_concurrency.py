@@ -1,0 +1,127 @@
+"""A worker runs at most ``concurrency`` jobs, whatever delivers them (a read, a reclaim, an
+adoption); a thread's time limit counts from when it starts; KeyboardInterrupt and SystemExit
+raised by a task fail that job and never stop the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from fennel import _portal
+from fennel.exceptions import TaskFailed
+from fennel.testing import RedisServer
+from fennel.worker.executor import Executor
+from tests.apps import concurrency
+from tests.conftest import WorkerProcess
+from tests.reliability.conftest import FAST, read_marks, wait_until
+
+APP = "conc"
+WORKER_APP = "tests.apps.concurrency:app"
+
+
+@pytest.fixture
+def conc_worker(marks: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts ``fennel worker`` on the concurrency app against a given server."""
+    started: list[WorkerProcess] = []
+
+    def start(url: str, *extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        full_env = {**os.environ, "FENNEL_LOG_FORMAT": "json", "FENNEL_LOG_LEVEL": "info",
+                    "PYTHONUNBUFFERED": "1", **FAST, "FENNEL_REDIS_URL": url,
+                    "FENNEL_TEST_MARKS": str(marks), **(env or {})}
+        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", WORKER_APP,
+                           *extra], full_env)
+        started.append(w)
+        w.wait_for("worker.started", timeout=30)
+        return w
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.kill()
+
+
+@pytest.fixture
+def conc_app(server: RedisServer) -> Iterator[Any]:
+    a = concurrency.build(url=server.url, socket_timeout=2.0, connect_timeout=2.0)
+    yield a
+    a.close()
+    _portal.stop()
+
+
+def max_overlap(marks: Path, pid: int) -> int:
+    """The most ``span`` jobs that ran at the same time in process ``pid``."""
+    events = [(t, 1) for _k, p, t in read_marks(marks, "start") if p == pid]
+    events += [(t, -1) for _k, p, t in read_marks(marks, "end") if p == pid]
+    running = peak = 0
+    for _t, step in sorted(events, key=lambda e: (e[0], e[1])):
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_reclaim_during_a_blocking_read_never_exceeds_concurrency(server, conc_app,
+                                                                   conc_worker, marks):
+    """Two entries of a dead consumer are reclaimed while the worker's read waits on an empty
+    queue; two jobs enqueued then must wait for a slot, not run (or queue for a thread) beside
+    them, where their 2.5 s time limit would run out."""
+    limited = conc_app.tasks["conc.span_limited"]
+    stale = [limited.delay(f"stale{i}", 1.5) for i in range(2)]
+    r = redis.Redis.from_url(server.url)
+    queue = f"fennel:{{{APP}}}:queue"
+    r.xgroup_create(queue, "fennel", id="0", mkstream=True)
+    got = r.xreadgroup("fennel", "died-holding-these", {queue: ">"}, count=2)
+    assert sum(len(entries) for _s, entries in got) == 2
+    r.close()
+    # A long blocking read (socket_timeout 6 s -> 2 s reads) keeps the race window wide.
+    w = conc_worker(server.url, "--concurrency", "2", env={"FENNEL_SOCKET_TIMEOUT": "6"})
+    w.wait_for("worker.reclaimed", timeout=30)
+    fresh = [limited.delay(f"fresh{i}", 1.5) for i in range(2)]
+    for h in stale + fresh:
+        assert h.get(timeout=30) in {f"stale{i}" for i in range(2)} | {f"fresh{i}"
+                                                                        for i in range(2)}
+    assert max_overlap(marks, w.pid) <= 2
+    assert w.proc.poll() is None
+
+
+def test_a_thread_time_limit_starts_when_the_thread_does():
+    """A job waiting for a free thread is not charged for the wait."""
+    task = concurrency.build(name="conc-exec").tasks["conc.span_limited"]  # timeout 2.5 s
+
+    async def main() -> list[Any]:
+        executor = Executor("thread", 1, None)
+        try:
+            return await asyncio.gather(*(
+                executor.run(task, [f"k{i}", 1.5], {}, task.timeout, b"") for i in range(2)))
+        finally:
+            await executor.aclose(wait=True)
+
+    assert asyncio.run(main()) == ["k0", "k1"]
+
+
+@pytest.mark.parametrize("kind", ["interrupt", "exit"])
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_keyboard_interrupt_and_system_exit_fail_only_their_job(server, conc_app, conc_worker,
+                                                                 marks, kind, pool):
+    w = conc_worker(server.url, "--concurrency", "4", "--pool", pool)
+    neighbour = conc_app.tasks["conc.span"].delay("neighbour", 2.0)
+    wait_until(lambda: read_marks(marks, "start"), 30, what="the neighbour to start")
+    bad = [conc_app.tasks[name].delay(f"{name}-{kind}", kind)
+           for name in ("conc.araise_base_limited", "conc.araise_base", "conc.raise_base")]
+    expected = "KeyboardInterrupt" if kind == "interrupt" else "SystemExit"
+    for h in bad:
+        with pytest.raises(TaskFailed) as info:
+            h.get(timeout=30)
+        # In-process it is recorded as a RuntimeError naming it; from a child, as itself.
+        assert expected in info.value.original_type + str(info.value.original_args), info.value
+    assert neighbour.get(timeout=30) == "neighbour"
+    # Still serving, never exited, and nothing was handed back.
+    assert conc_app.tasks["conc.quick"].delay("after").get(timeout=30) == "after"
+    assert w.proc.poll() is None
+    assert not w.named("worker.handed_back") and not w.named("worker.stopping")
