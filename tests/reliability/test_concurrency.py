@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,46 @@ def test_keyboard_interrupt_and_system_exit_fail_only_their_job(server, conc_app
     assert conc_app.tasks["conc.quick"].delay("after").get(timeout=30) == "after"
     assert w.proc.poll() is None
     assert not w.named("worker.handed_back") and not w.named("worker.stopping")
+
+
+def test_a_suspect_waiting_for_isolation_does_not_stall_other_workers(server, conc_app,
+                                                                      conc_worker, marks):
+    """A suspect (in flight at two worker deaths) is held by the busy worker that takes it
+    and run there alone once its neighbour is done; another worker keeps reading meanwhile."""
+    span = conc_app.tasks["conc.span"]
+    suspect = span.delay("suspect", 6.0)
+    r = redis.Redis.from_url(server.url)
+    queue = f"fennel:{{{APP}}}:queue"
+    r.xgroup_create(queue, "fennel", id="0", mkstream=True)
+    ((_s, ((entry_id, _f),)),) = r.xreadgroup("fennel", "died-once", {queue: ">"}, count=1)
+    r.xclaim(queue, "fennel", "died-twice", 0, [entry_id])  # second delivery, second death
+    long_job = span.delay("neighbour", 14.0)
+    w1 = conc_worker(server.url, "--concurrency", "4")
+    wait_until(lambda: read_marks(marks, "start"), 30, what="the neighbour to start on w1")
+
+    def suspect_seen() -> bool:
+        (p,) = r.xpending_range(queue, "fennel", entry_id, entry_id, 1)
+        # Taken by w1, or idle long enough for w1's reclaim loop to have looked at it.
+        return p["consumer"] != b"died-twice" or p["time_since_delivered"] > 3500
+
+    wait_until(suspect_seen, 30, what="w1 to see the suspect")
+    w2 = conc_worker(server.url, "--concurrency", "4")
+    t0 = time.monotonic()
+    quick = conc_app.tasks["conc.quick"].map([(f"q{i}",) for i in range(50)])
+    assert [h.get(timeout=60) for h in quick] == [f"q{i}" for i in range(50)]
+    took = time.monotonic() - t0
+    assert took < 4, f"50 quick jobs took {took:.1f}s while a suspect waited"
+    assert long_job.get(timeout=60) == "neighbour"
+    assert suspect.get(timeout=60) == "suspect"
+    starts = {k: (p, t) for k, p, t in read_marks(marks, "start")}
+    ends = {k: (p, t) for k, p, t in read_marks(marks, "end")}
+    # Run alone: nothing else ran on its worker while it did.
+    pid, began = starts["suspect"]
+    _pid, finished = ends["suspect"]
+    for key, (p, t) in starts.items():
+        if key != "suspect" and p == pid:
+            assert ends[key][1] <= began or t >= finished, key
+    for key, p, t in read_marks(marks, "run"):
+        assert p != pid or not began <= t <= finished, key
+    assert {w1.pid, w2.pid} >= {pid}
+    r.close()
