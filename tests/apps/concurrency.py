@@ -27,6 +27,16 @@ def mark(kind: str, key: str) -> None:
         os.close(fd)
 
 
+async def swallows_cancel(key: str) -> None:
+    """Ignores its first cancellation and goes on for a minute."""
+    mark("start", key)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        mark("swallowed", key)
+    await asyncio.sleep(60)
+
+
 def span(key: str, seconds: float) -> str:
     """Marks ``start`` and ``end`` around a sleep, so tests can count overlapping runs."""
     mark("start", key)
@@ -70,7 +80,10 @@ def build(name: str = "conc", url: str | None = None, **settings: Any) -> App[An
     a.task(name="conc.araise_base")(araise_base)
     a.task(name="conc.araise_base_limited", timeout=5)(araise_base)
     a.task(name="conc.asks_synchronously")(asks_synchronously)
+    a.task(name="conc.swallows_cancel")(swallows_cancel)
     return a
 
 
 app = build()
+# Every process that imports the app says so: the process pool's children among them.
+mark("import", __name__)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,3 +171,55 @@ def test_a_suspect_waiting_for_isolation_does_not_stall_other_workers(server, co
         assert p != pid or not began <= t <= finished, key
     assert {w1.pid, w2.pid} >= {pid}
     r.close()
+
+
+def test_a_process_job_cancelled_at_shutdown_starts_no_new_child(server, conc_app,
+                                                                 conc_worker, marks):
+    w = conc_worker(server.url, "--concurrency", "1", "--pool", "process",
+                    env={"FENNEL_GRACE_PERIOD": "1"})
+    conc_app.tasks["conc.span"].delay("long", 30.0)
+    wait_until(lambda: read_marks(marks, "start"), 30, what="the job to start in a child")
+    w.signal(signal.SIGTERM)
+    assert w.wait(60) == 0
+    assert sum(e["count"] for e in w.named("worker.handed_back")) == 1
+    children = {p for _k, p, _t in read_marks(marks, "import")} - {w.pid, os.getpid()}
+    assert len(children) == 1, f"{len(children)} children were started for one slot"
+
+
+def test_drain_is_bounded_when_a_job_swallows_its_cancellation(server, conc_app, conc_worker,
+                                                               marks):
+    w = conc_worker(server.url, "--concurrency", "2", env={"FENNEL_GRACE_PERIOD": "1"})
+    conc_app.tasks["conc.swallows_cancel"].delay("stubborn")
+    wait_until(lambda: read_marks(marks, "start"), 30, what="the job to start")
+    t0 = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.wait(45) == 0  # it used to wait out the job's minute after cancelling it
+    assert time.monotonic() - t0 < 20
+    assert read_marks(marks, "swallowed")
+    assert sum(e["count"] for e in w.named("worker.handed_back")) == 1
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_an_embedded_worker_stops_every_thread_it_started(server, conc_app, pool):
+    from fennel.worker import Worker
+
+    handles = [conc_app.tasks["conc.span"].delay(f"e{i}", 0.05) for i in range(4)]
+
+    async def main() -> set[threading.Thread]:
+        before = set(threading.enumerate())
+        w = Worker(conc_app, concurrency=2, pool=pool, app_spec=WORKER_APP,
+                   install_signal_handlers=False, health_port=0)
+        run = asyncio.create_task(w.run())
+        for h in handles:
+            await h.aio().get(timeout=60)
+        w.stop()
+        assert await asyncio.wait_for(run, 60) == 0
+        # Still inside the embedding app's loop, which lives on after the worker.
+        for _ in range(400):  # up to 20 s for threads told to stop to finish
+            if not set(threading.enumerate()) - before:
+                break
+            await asyncio.sleep(0.05)
+        return set(threading.enumerate()) - before
+
+    left = asyncio.run(main())
+    assert not left, sorted(t.name for t in left)

@@ -416,12 +416,17 @@ class Worker:
                      grace_period=self.settings.grace_period)
             await asyncio.wait([f.task for f in flights if f.task is not None],
                                timeout=self.settings.grace_period)
-        unfinished = list(self.inflight.values())
-        for flight in unfinished:
-            if flight.task is not None and not flight.task.done():
-                flight.task.cancel()
-        await asyncio.gather(*(f.task for f in unfinished if f.task is not None),
-                             return_exceptions=True)
+        unfinished = [f.task for f in self.inflight.values()
+                      if f.task is not None and not f.task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            # Bounded: a task that swallows its cancellation must not hold the worker (its
+            # entry is handed back all the same, and its late outcome is fenced off).
+            _done, stuck = await asyncio.wait(
+                unfinished, timeout=max(0.1, min(2.0, self.settings.grace_period)))
+            if stuck:
+                log.warning("worker.jobs_ignored_cancellation", count=len(stuck))
         handed = 0
         try:
             # Everything still delivered to us: unfinished jobs and reads cut short.
