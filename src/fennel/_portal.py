@@ -12,6 +12,7 @@ touches the parent's connections.
 from __future__ import annotations
 
 import asyncio
+import asyncio.events as asyncio_events
 import atexit
 import os
 import threading
@@ -21,7 +22,9 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-__all__ = ["call"]
+from fennel.exceptions import SyncCallInEventLoop
+
+__all__ = ["call", "ensure_may_block"]
 
 T = TypeVar("T")
 
@@ -111,7 +114,9 @@ def stop() -> None:
 
 
 def loop() -> asyncio.AbstractEventLoop:
-    """The loop thread's event loop (started on first use)."""
+    """The loop thread's event loop (started on first use), for a sync call about to wait on
+    it: refused in a thread that runs an event loop (see :func:`ensure_may_block`)."""
+    ensure_may_block()
     _loop.portal()
     assert _loop.loop is not None
     return _loop.loop
@@ -124,15 +129,35 @@ def call(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     ``run_coroutine_threadsafe``, which costs a fraction of a full portal task per call.
     """
     the_loop = loop()
-    if threading.get_ident() == _loop.thread_id:
-        raise RuntimeError("Fennel's sync API cannot be called from its own loop thread "
-                           "(inside an async task or hook); use the async API there.")
     future = asyncio.run_coroutine_threadsafe(_awaited(fn, *args), the_loop)
     try:
         return future.result()
     except BaseException:
         future.cancel()
         raise
+
+
+def ensure_may_block() -> None:
+    """Refuse a sync call from a thread running an event loop, before it waits for anything.
+
+    Blocking there freezes that loop (a worker running an ``async def`` task stops every
+    other job, lease renewal and heartbeat) and on Fennel's own loop thread, which would
+    have to serve the call, deadlocks the process.
+    """
+    running = asyncio_events._get_running_loop()
+    if running is None:
+        return
+    own = threading.get_ident() == _loop.thread_id and _loop._pid == os.getpid()
+    where = ("on Fennel's own event-loop thread (in a middleware hook or callback), where it "
+             "would deadlock" if own else
+             "from a thread running an event loop (inside an async def function, task or "
+             "hook), where it would block that loop")
+    raise SyncCallInEventLoop(
+        f"A sync Fennel call was made {where}. Use the async API there: an app with "
+        "interface='async' (await task.delay(...), await result.get()), result.aio() for an "
+        "async handle of a sync app's job, fennel.client.aio for gather/wait/DLQ; or run the "
+        "sync call in a worker thread with await asyncio.to_thread(...)."
+    )
 
 
 async def _awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -15,7 +15,9 @@ The tree::
     │   ├── TaskFailed                           the task failed for good (DLQ)
     │   ├── ResultsDisabled                      ``results_enabled=False``
     │   └── ResultMissing (also LookupError)     Redis no longer knows the job
-    └── Timeout (also TimeoutError)              waiting ran out of time
+    ├── Timeout (also TimeoutError)              waiting ran out of time
+    └── SyncCallInEventLoop (also RuntimeError)  the sync API was called where it would
+                                                 block a running event loop
 
 Third-party errors (redis-py's) are translated at one boundary, the broker, and chained with
 ``raise ... from exc`` so the original stays visible.
@@ -38,6 +40,7 @@ __all__ = [
     "ResultMissing",
     "ResultsDisabled",
     "SerializationError",
+    "SyncCallInEventLoop",
     "TaskFailed",
     "Timeout",
     "UnknownTask",
@@ -123,3 +126,10 @@ class ResultMissing(ResultError, LookupError):
 
 class Timeout(FennelError, TimeoutError):
     """Waiting for a result (or for Redis) took longer than the given timeout."""
+
+
+class SyncCallInEventLoop(FennelError, RuntimeError):
+    """A sync API call (``delay()``, ``.get()``, ``gather``...) was made from a thread that
+    runs an event loop: an ``async def`` function, a task or a hook. Waiting there would
+    freeze that loop (and on Fennel's own loop thread, deadlock), so Fennel refuses at once.
+    Use the async API there, or run the sync call in a thread (``asyncio.to_thread``)."""

@@ -353,7 +353,7 @@ class Broker:
                       max_deliveries: int, empty: bool) -> tuple[list[DeliveredEntry], int]:
         """Entries idle for ``min_idle_ms`` (their worker died), now owned by ``consumer``,
         and how many *suspects* wait (see reclaim.lua): those are only taken one at a time,
-        by a worker that is ``empty``.
+        by a worker that may take one (``empty``: it holds no suspect).
 
         Nothing is taken within one lease after Redis was unreachable or paused for longer
         than ``stall_ms``.

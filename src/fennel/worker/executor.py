@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+from collections.abc import Coroutine
 from typing import Any
 
 from fennel.task import Task
@@ -48,18 +49,40 @@ class Executor:
             if timeout is None:
                 return await coro
             try:
-                return await asyncio.wait_for(coro, timeout)
+                return await asyncio.wait_for(_contained(coro), timeout)
             except asyncio.TimeoutError:
                 raise TaskTimeout(f"{task.name} ran longer than {timeout}s and was "
                                   "cancelled") from None
+            except _Escaped as esc:
+                # Raised here, in the job's own task, the runner records it as a failure.
+                raise esc.original from None
         if self._processes is not None:
             return await self._processes.run(task.name, envelope, timeout)
+        return await self._run_in_thread(task, args, kwargs, timeout)
+
+    async def _run_in_thread(self, task: Task[Any, Any], args: list[Any],
+                             kwargs: dict[str, Any], timeout: float | None) -> Any:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
-        fut = loop.run_in_executor(self._threads,
-                                   functools.partial(ctx.run, task.fn, *args, **kwargs))
         if timeout is None:
-            return await fut
+            return await loop.run_in_executor(
+                self._threads, functools.partial(ctx.run, task.fn, *args, **kwargs))
+        # The time limit counts from when a thread picks the job up, not from submission:
+        # time spent waiting for a free thread is not the task's.
+        began: asyncio.Future[None] = loop.create_future()
+
+        def call() -> Any:
+            loop.call_soon_threadsafe(_resolve, began)
+            return ctx.run(task.fn, *args, **kwargs)
+
+        fut = loop.run_in_executor(self._threads, call)
+        try:
+            await asyncio.wait({began, fut}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        finally:
+            began.cancel()
         try:
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -81,3 +104,25 @@ class Executor:
         self._threads.shutdown(wait=wait, cancel_futures=True)
         if self._processes is not None:
             await self._processes.aclose()
+
+
+class _Escaped(Exception):
+    """Carries a KeyboardInterrupt or SystemExit out of the task that ``wait_for`` wraps
+    around a coroutine: raised there as such, asyncio would re-raise it out of the event loop
+    and stop the worker."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(repr(original))
+        self.original = original
+
+
+async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise _Escaped(exc) from exc
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

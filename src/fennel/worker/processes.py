@@ -10,6 +10,7 @@ gets its child killed; in both cases a fresh child takes the slot and other jobs
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import multiprocessing
 import multiprocessing.connection
@@ -69,12 +70,18 @@ class ProcessPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Child] | None = None
         self._all: set[_Child] = set()
+        #: slots whose child was killed by a cancelled job and not replaced yet
+        self._missing = 0
+        # Starting and killing children blocks, so it runs in threads; ours, not the loop's
+        # default executor, so that aclose() leaves no thread behind in an embedding app.
+        self._spawner = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, min(size, 4)), thread_name_prefix="fennel-spawn")
 
     async def start(self) -> None:
         self._idle = asyncio.Queue()
         loop = asyncio.get_running_loop()
         children = await asyncio.gather(*(
-            loop.run_in_executor(None, _Child, self._ctx, self._app_spec)
+            loop.run_in_executor(self._spawner, _Child, self._ctx, self._app_spec)
             for _ in range(self._size)
         ))
         for child in children:
@@ -83,6 +90,14 @@ class ProcessPool:
 
     async def run(self, task_name: str, envelope: bytes, timeout: float | None) -> Any:
         assert self._idle is not None, "ProcessPool.start() was not awaited"
+        if self._idle.empty() and self._missing:
+            # A cancelled job left its slot empty: start its child now that one is needed.
+            self._missing -= 1
+            try:
+                await self._spawn()
+            except BaseException:
+                self._missing += 1
+                raise
         child = await self._idle.get()
         healthy = False
         try:
@@ -97,10 +112,20 @@ class ProcessPool:
         except (EOFError, OSError, BrokenPipeError):
             code = child.process.exitcode
             raise ChildDied(f"the process running {task_name} died (exit code {code})") from None
+        except asyncio.CancelledError:
+            # Cancelled (the worker is shutting down): kill the child without waiting for a
+            # fresh one, which a stopping worker would only start to kill again.
+            self._all.discard(child)
+            self._missing += 1
+            with contextlib.suppress(Exception):
+                child.process.kill()
+            with contextlib.suppress(RuntimeError):  # the pool is closed already
+                self._spawner.submit(child.kill)
+            raise
         finally:
             if healthy:
                 self._idle.put_nowait(child)
-            else:
+            elif child in self._all:
                 await self._replace(child)
         kind, payload = orjson.loads(reply)
         if kind == "ok":
@@ -128,11 +153,15 @@ class ProcessPool:
             loop.remove_reader(fd)
 
     async def _replace(self, child: _Child) -> None:
-        assert self._idle is not None
         self._all.discard(child)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, child.kill)
-        fresh = await loop.run_in_executor(None, _Child, self._ctx, self._app_spec)
+        await loop.run_in_executor(self._spawner, child.kill)
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        assert self._idle is not None
+        loop = asyncio.get_running_loop()
+        fresh = await loop.run_in_executor(self._spawner, _Child, self._ctx, self._app_spec)
         self._all.add(fresh)
         self._idle.put_nowait(fresh)
 
@@ -140,6 +169,8 @@ class ProcessPool:
         for child in list(self._all):
             child.kill()
         self._all.clear()
+        # Not waited for: a child being started may take long to import the app.
+        self._spawner.shutdown(wait=False, cancel_futures=True)
 
 
 def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,

@@ -78,15 +78,21 @@ class Worker:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._reclaim_wanted = False
+        #: slots promised to reads, reclaims and adoptions in flight: whatever they deliver
+        #: must fit, so the worker never runs more than ``concurrency`` jobs
+        self._reserved = 0
         self._block_ms = int(max(100, min(2000, s.socket_timeout * 1000 / 2)))
         #: jobs taken over from dead workers (``fennel_redeliveries``)
         self.redelivered = 0
         #: completions per monotonic second, for the last minute (``fennel info``)
         self._recent: dict[int, int] = {}
         self.health: HealthServer | None = None
-        #: the suspect running alone on this worker, and how many wait for an empty worker
+        #: the suspect this worker holds (and runs alone once its other jobs are done), and
+        #: how many more wait in the group for a worker to take them
         self._isolated: InFlight | None = None
         self._suspects_waiting = 0
+        #: set whenever a job ends, for a held suspect waiting for its neighbours
+        self._job_ended = asyncio.Event()
         self._reclaiming = asyncio.Lock()
         self._health_port = health_port if health_port is not None else s.health_port
 
@@ -213,15 +219,21 @@ class Worker:
                                        return_when=asyncio.FIRST_COMPLETED)
                     slot.cancel()
                     continue
-                read = asyncio.create_task(self.broker.read(self.consumer, free, self._block_ms))
-                await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
-                    # Anything delivered to a cancelled read sits in our pending list and is
-                    # handed back by _drain.
-                    read.cancel()
-                    with contextlib.suppress(BaseException):
-                        await read
-                    break
+                self._reserved += free
+                try:
+                    read = asyncio.create_task(self.broker.read(self.consumer, free,
+                                                                self._block_ms))
+                    await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not read.done():
+                        # Anything delivered to a cancelled read sits in our pending list and
+                        # is handed back by _drain.
+                        read.cancel()
+                        with contextlib.suppress(BaseException):
+                            await read
+                        break
+                finally:
+                    # Released in the same step that dispatches what the read delivered.
+                    self._reserved -= free
                 try:
                     entries = read.result()
                     delay = 0.05
@@ -236,7 +248,8 @@ class Worker:
 
     def dispatch(self, entries: list[DeliveredEntry]) -> None:
         """Start delivered entries. A *suspect* (taken over after two worker deaths, see
-        reclaim.lua) runs alone: nothing new is taken until it is done."""
+        reclaim.lua) runs alone: from the moment it arrives nothing new is taken, and it
+        starts once this worker's other jobs are done. Other workers keep reading."""
         loop = asyncio.get_running_loop()
         for entry in entries:
             if entry.entry_id in self.inflight:
@@ -250,17 +263,16 @@ class Worker:
                 self._isolated = flight
 
     def _free(self) -> int:
-        """Slots free for new entries. None while a suspect runs here, or while suspects
-        wait for an empty worker and this one still runs jobs (it is draining to take one)."""
+        """Slots free for new entries: none while this worker holds a suspect."""
         if self._isolated is not None and self._isolated.entry.entry_id in self.inflight:
             return 0
         self._isolated = None
-        if self._suspects_waiting and self.inflight:
-            return 0
-        return self.concurrency - len(self.inflight)
+        return self.concurrency - len(self.inflight) - self._reserved
 
     async def _run_one(self, flight: InFlight) -> None:
         try:
+            if flight is self._isolated and not await self._alone(flight):
+                return  # stopping before it could run alone: _drain hands it back
             await self.runner.handle(flight)
             self.processed += 1
             sec = int(time.monotonic())
@@ -272,7 +284,28 @@ class Worker:
         finally:
             self.inflight.pop(flight.entry.entry_id, None)
             self._slot_freed.set()
+            self._job_ended.set()
             self.last_progress = time.monotonic()
+
+    async def _alone(self, flight: InFlight) -> bool:
+        """Hold a suspect until it is the only job here; False if the worker stops first.
+
+        Its neighbours were taken before it and finish first, so if the suspect then kills
+        this worker, only its own delivery count grows.
+        """
+        if len(self.inflight) > 1:
+            log.info("worker.suspect_held", entry_id=flight.entry.entry_id,
+                     waiting_for=len(self.inflight) - 1)
+        while len(self.inflight) > 1 and not self._stop.is_set():
+            self._job_ended.clear()
+            ended = asyncio.ensure_future(self._job_ended.wait())
+            stopped = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ended.cancel()
+                stopped.cancel()
+        return not self._stop.is_set()
 
     # -- background loops ---------------------------------------------------------------------
 
@@ -307,13 +340,18 @@ class Worker:
         if free <= 0:
             self._reclaim_wanted = True  # the consume loop reclaims at the next free slot
             return
-        entries, self._suspects_waiting = await self.broker.reclaim(
-            self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms,
-            self.settings.max_deliveries, empty=not self.inflight,
-        )
-        if self._suspects_waiting and not entries:
-            # Once our jobs drain (_free() takes nothing new meanwhile), reclaim before reading.
-            self._reclaim_wanted = True
+        # A worker holding no suspect may take one, busy or not: it stops reading and runs the
+        # suspect once its current jobs are done (see dispatch), while other workers go on.
+        may_take_suspect = self._isolated is None
+        self._reserved += free
+        try:
+            entries, self._suspects_waiting = await self.broker.reclaim(
+                self.consumer, int(self.settings.lease_timeout * 1000), free, self._stall_ms,
+                self.settings.max_deliveries, empty=may_take_suspect,
+            )
+        finally:
+            self._reserved -= free
+            self._slot_freed.set()
         if entries:
             self.redelivered += len(entries)
             log.warning("worker.reclaimed", count=len(entries),
@@ -326,8 +364,13 @@ class Worker:
         # connection. In-flight entries are renewed every lease/3, so an entry of ours idle
         # this long that we do not hold was never seen; take it back without waiting a lease.
         orphan_idle = int(min(self.settings.lease_timeout / 2, 1.0) * 1000)
-        orphans = await self.broker.adopt_orphans(self.consumer, orphan_idle,
-                                                  set(self.inflight), free)
+        self._reserved += free
+        try:
+            orphans = await self.broker.adopt_orphans(self.consumer, orphan_idle,
+                                                      set(self.inflight), free)
+        finally:
+            self._reserved -= free
+            self._slot_freed.set()
         orphans = [e for e in orphans if e.entry_id not in self.inflight]
         if orphans:
             log.warning("worker.orphans_adopted", count=len(orphans),
@@ -373,12 +416,17 @@ class Worker:
                      grace_period=self.settings.grace_period)
             await asyncio.wait([f.task for f in flights if f.task is not None],
                                timeout=self.settings.grace_period)
-        unfinished = list(self.inflight.values())
-        for flight in unfinished:
-            if flight.task is not None and not flight.task.done():
-                flight.task.cancel()
-        await asyncio.gather(*(f.task for f in unfinished if f.task is not None),
-                             return_exceptions=True)
+        unfinished = [f.task for f in self.inflight.values()
+                      if f.task is not None and not f.task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            # Bounded: a task that swallows its cancellation must not hold the worker (its
+            # entry is handed back all the same, and its late outcome is fenced off).
+            _done, stuck = await asyncio.wait(
+                unfinished, timeout=max(0.1, min(2.0, self.settings.grace_period)))
+            if stuck:
+                log.warning("worker.jobs_ignored_cancellation", count=len(stuck))
         handed = 0
         try:
             # Everything still delivered to us: unfinished jobs and reads cut short.

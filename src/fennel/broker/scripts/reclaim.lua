@@ -1,15 +1,16 @@
 -- Take over entries whose lease expired (their worker died), with their delivery counts.
 -- KEYS[1] queue stream, KEYS[2] lease clock hash (see renew.lua)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle (ms), ARGV[4] count, ARGV[5] stall (ms),
--- ARGV[6] max deliveries, ARGV[7] '1' if this worker runs nothing now
+-- ARGV[6] max deliveries, ARGV[7] '1' if this worker may take a suspect (it holds none)
 -- Returns {{{id, envelope or false, deliveries}, ...}, suspects waiting}.
 --
 -- Takes nothing until one lease has passed since Redis service resumed after a stall, so a
 -- pause or restart of Redis does not make every live worker's entries look abandoned.
 --
 -- Suspects: an idle pending entry delivered twice or more was in flight at two worker deaths,
--- so it may be what kills workers. Such an entry is only taken by an empty worker, one at a
--- time, and nothing else is taken with it: if it kills that worker too, only its own delivery
+-- so it may be what kills workers. Such an entry is only taken by a worker holding no other
+-- suspect, one at a time, and nothing else is taken with it; that worker takes nothing new and
+-- runs it once its current jobs are done: if it kills that worker too, only its own delivery
 -- count grows, and the jobs that happened to share a worker with it never reach the DLQ for
 -- it. Entries over max deliveries are taken normally: the worker dead-letters them unrun.
 local t = redis.call('TIME')
