@@ -83,8 +83,15 @@ class TracingMiddleware(Middleware):
             return
         span, token = entry
         if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            # A user's exception may have a __str__ or __repr__ that raises: the span must
+            # still end, with what can be said.
+            with contextlib.suppress(Exception):
+                span.record_exception(error)
+            try:
+                description = f"{type(error).__name__}: {error}"
+            except Exception:
+                description = type(error).__name__
+            span.set_status(Status(StatusCode.ERROR, description))
         span.end()
         # Detaching from another task's context is harmless to skip.
         with contextlib.suppress(Exception):
