@@ -38,7 +38,6 @@ _MAX_COUNT = 2**31
 _STRICT = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
            | orjson.OPT_PASSTHROUGH_SUBCLASS)
 _SCALARS = frozenset({str, int, bool, type(None)})
-_LEAVES = _SCALARS | {float}
 _CONTAINERS = frozenset({list, dict, tuple})
 _FAITHFUL = _SCALARS | _CONTAINERS | {float}
 
@@ -130,9 +129,11 @@ class Job:
         """
         try:
             data = orjson.dumps(self.to_dict(), option=_STRICT)
-            values = [*self.args, *self.kwargs.values()]
+            values = self.args
+            if self.kwargs:
+                values = [*values, *self.kwargs.values()]
             if self.on_success or self.on_failure or self.headers:
-                values += (self.on_success, self.on_failure, self.headers)
+                values = [*values, self.on_success, self.on_failure, self.headers]
             unfaithful(values, data)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
@@ -302,20 +303,23 @@ def unfaithful(level: list[Any], data: bytes) -> None:
     nesting per Python step, so flat arguments cost one set of types. orjson has refused
     cycles and over-deep nesting already.
     """
-    # orjson writes NaN and infinities as null: without one, every float is finite.
-    nan_possible = b"null" in data
-    leaves = _SCALARS if nan_possible else _LEAVES
+    nan_possible: bool | None = None
     while level:
         types = set(map(type, level))
-        if types <= leaves:
+        if types <= _SCALARS:
             return
         if not types <= _FAITHFUL:
             odd = next(t for t in types if t not in _FAITHFUL)
             raise TypeError(f"Type is not JSON serializable faithfully: "
                             f"{odd.__module__}.{odd.__qualname__}")
-        if nan_possible and float in types and not all(map(math.isfinite, itertools.compress(
-                level, map(operator.is_, map(type, level), itertools.repeat(float))))):
-            raise ValueError("NaN and infinity are not JSON (they would arrive as null)")
+        if float in types:
+            if nan_possible is None:
+                # orjson writes NaN and infinities as null: without one, every float is
+                # finite, and searching the bytes once is cheaper than testing each float.
+                nan_possible = b"null" in data
+            if nan_possible and not all(map(math.isfinite, itertools.compress(
+                    level, map(operator.is_, map(type, level), itertools.repeat(float))))):
+                raise ValueError("NaN and infinity are not JSON (they would arrive as null)")
         if types.isdisjoint(_CONTAINERS):
             return
         level = gc.get_referents(*level)

@@ -41,12 +41,12 @@ OUT_APP = "tests.reliability.outcome_apps:app"
 def worker(marks: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(url: str, env: dict[str, str] | None = None) -> WorkerProcess:
+    def start(url: str, *extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
         full_env = {**os.environ, "FENNEL_LOG_FORMAT": "json", "FENNEL_LOG_LEVEL": "info",
                     "PYTHONUNBUFFERED": "1", **FAST, "FENNEL_REDIS_URL": url,
                     "FENNEL_TEST_MARKS": str(marks), **(env or {})}
-        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", OUT_APP],
-                          full_env)
+        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", OUT_APP,
+                           *extra], full_env)
         started.append(w)
         w.wait_for("worker.started", timeout=30)
         return w
@@ -169,9 +169,11 @@ def test_30_envelopes_whose_outcome_cannot_be_recorded_die_once_unrun(server, wo
     r.close()
 
 
-def test_30_results_with_nan_or_infinity_are_recorded_failures(server, worker, client, marks):
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_30_results_with_nan_or_infinity_are_recorded_failures(server, worker, client, marks,
+                                                               pool):
     app = client(server.url)
-    worker(server.url)
+    worker(server.url, "--pool", pool)
     for task in ("rel.out.nan_result", "rel.out.inf_in_result"):
         h = app.tasks[task].delay(task)
         with pytest.raises(TaskFailed) as info:
