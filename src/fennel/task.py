@@ -50,6 +50,16 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        self._params: _Parameters | None = None
+
+    def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` if the function cannot be called with these arguments, as
+        Python would, so a bad call fails at ``delay()`` and not later in a worker."""
+        params = self._params
+        if params is None:
+            params = self._params = _Parameters(self.fn)
+        if not params.accepts(args, kwargs):
+            params.explain(self.name, args, kwargs)
 
     @property
     def retries(self) -> int:
@@ -66,6 +76,9 @@ class Task(Generic[P, R]):
     def make_job(self, args: Sequence[Any], kwargs: dict[str, Any],
                  on_success: Sequence[Callback] = (),
                  on_failure: Sequence[Callback] = ()) -> Job:
+        self.check_arguments(args, kwargs)
+        for cb in (*on_success, *on_failure):
+            as_signature(cb).check_as_callback()
         return Job(
             id=uuid.uuid4().hex,
             task=self.name,
@@ -82,12 +95,19 @@ class Task(Generic[P, R]):
 
         When it runs as a callback, the finished job's result (``on_success``) or error record
         (``on_failure``) is passed after ``args``: ``notify.s("ops@example.com")`` runs as
-        ``notify("ops@example.com", result)``.
+        ``notify("ops@example.com", result)``. Arguments the function cannot take at all raise
+        ``TypeError`` here; missing ones when the call is enqueued.
         """
+        params = self._params
+        if params is None:
+            params = self._params = _Parameters(self.fn)
+        params.check_partial(self.name, args, kwargs)
         return Signature(self, args, kwargs)
 
     def _bulk_jobs(self, arguments: Iterable[BulkItem]) -> list[Job]:
         items = [_split(item) for item in arguments]
+        for args, kwargs in items:
+            self.check_arguments(args, kwargs)
         # One read of the OS's random source for the whole batch, not one per job.
         ids = os.urandom(16 * len(items)).hex()
         retries = self.retries
@@ -125,6 +145,13 @@ class Signature:
         """This call, followed by ``handler`` (given the error record) if it fails for good."""
         return Signature(self.task, self.args, self.kwargs, self.success,
                          (*self.failure, as_signature(handler)))
+
+    def check_as_callback(self) -> None:
+        """Raise ``TypeError`` unless the task can take this call's arguments followed by the
+        result (or error record) it is given as a callback, and so on down its callbacks."""
+        self.task.check_arguments((*self.args, None), self.kwargs)
+        for cb in (*self.success, *self.failure):
+            cb.check_as_callback()
 
     def to_dict(self) -> dict[str, Any]:
         """The envelope fragment a worker turns into the follow-up job."""
@@ -271,6 +298,75 @@ class SyncTask(Task[P, R]):
         jobs = self._bulk_jobs(arguments)
         _portal.call(_enqueue_many, self.app, jobs)
         return [Result(self.app, job.id) for job in jobs]
+
+
+class _Parameters:
+    """A task function's parameters, digested once so that checking a call is a few set
+    operations; ``inspect.Signature.bind`` (slow, pure Python) only words the error."""
+
+    __slots__ = ("keywords", "max_args", "min_args", "positional", "required", "sig",
+                 "var_keyword", "var_positional")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        try:
+            self.sig: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # no signature to check against (some builtins)
+            self.sig = None
+            return
+        kinds = inspect.Parameter
+        params = list(self.sig.parameters.values())
+        self.positional = [p.name for p in params
+                           if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        self.keywords = frozenset(p.name for p in params
+                                  if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY))
+        self.required = frozenset(p.name for p in params if p.default is p.empty and p.kind
+                                  not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD))
+        self.var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in params)
+        self.var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        # Positional arguments alone: their count decides (parameters without defaults come
+        # first); a required keyword-only parameter means they never suffice.
+        required_positional = sum(1 for name in self.positional if name in self.required)
+        self.min_args = (required_positional if required_positional == len(self.required)
+                         else -1)
+        self.max_args = -1 if self.var_positional else len(self.positional)
+
+    def accepts(self, args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+        if self.sig is None:
+            return True
+        n = len(args)
+        if not kwargs:
+            return 0 <= self.min_args <= n and (n <= self.max_args or self.max_args < 0)
+        if n > len(self.positional) and not self.var_positional:
+            return False
+        given = self.positional[:n]
+        if kwargs:
+            if not self.var_keyword and not self.keywords.issuperset(kwargs):
+                return False
+            if not given:
+                return self.required.issubset(kwargs)
+            given_set = set(given)
+            if not given_set.isdisjoint(kwargs):
+                return False  # the same parameter twice
+            return self.required <= given_set.union(kwargs)
+        return False  # not reached: no keywords returned above
+
+    def explain(self, name: str, args: Sequence[Any], kwargs: dict[str, Any],
+                partial: bool = False) -> None:
+        """Raise the ``TypeError`` Python would raise for this call, naming the task."""
+        assert self.sig is not None
+        try:
+            (self.sig.bind_partial if partial else self.sig.bind)(*args, **kwargs)
+        except TypeError as exc:
+            plain = self.sig.replace(
+                parameters=[p.replace(annotation=p.empty) for p in self.sig.parameters.values()],
+                return_annotation=inspect.Signature.empty)
+            raise TypeError(f"Task {name!r} cannot be called with these arguments: {exc} "
+                            f"(it takes {plain}). Nothing was enqueued.") from None
+
+    def check_partial(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """For ``task.s(...)``: the arguments given must fit; more may follow."""
+        if self.sig is not None:
+            self.explain(name, args, kwargs, partial=True)
 
 
 class Call:

@@ -33,6 +33,8 @@ __all__ = ["TracingMiddleware"]
 
 _CARRIER = "otel"
 _PREVIOUS = "otel_previous_attempt"
+#: Failed attempts awaiting their on_failure hook; a bound, should one never come.
+_MAX_FINISHED = 10_000
 
 
 class TracingMiddleware(Middleware):
@@ -81,13 +83,26 @@ class TracingMiddleware(Middleware):
             return
         span, token = entry
         if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            # A user's exception may have a __str__ or __repr__ that raises: the span must
+            # still end, with what can be said.
+            with contextlib.suppress(Exception):
+                span.record_exception(error)
+            try:
+                description = f"{type(error).__name__}: {error}"
+            except Exception:
+                description = type(error).__name__
+            span.set_status(Status(StatusCode.ERROR, description))
         span.end()
         # Detaching from another task's context is harmless to skip.
         with contextlib.suppress(Exception):
             otel_context.detach(token)  # type: ignore[arg-type]
-        self._finished[job.id] = span.get_span_context()
+        if error is not None:
+            # Only a failed attempt is linked to (by on_failure, which follows at once): a
+            # success whose completion is refused (lease lost) gets no further hook, and
+            # must leave nothing behind.
+            self._finished[job.id] = span.get_span_context()
+            if len(self._finished) > _MAX_FINISHED:
+                del self._finished[next(iter(self._finished))]
 
     def on_failure(self, app: App[Any], job: Job, error: BaseException) -> None:
         ctx = self._finished.pop(job.id, None)

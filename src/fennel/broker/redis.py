@@ -476,6 +476,20 @@ class Broker:
         """Run an arbitrary command with error translation (admin and stats)."""
         return await self._guard(doing, fn(self._redis))
 
+    async def mark_executing(self, consumer: str, started: Sequence[tuple[str, str]]) -> None:
+        """Mark ``(job id, entry id)`` jobs EXECUTING, each only while ``consumer`` owns its
+        entry (see start.lua); calls made in the same loop turn share one round trip."""
+        await self.script("start", [self.keys.queue, *(self.keys.job(j) for j, _e in started)],
+                          (GROUP, consumer, *(e for _j, e in started)))
+
+    async def replay_raw(self, entry_id: str, job_id: str, raw: bytes) -> bool:
+        """Put an undecodable dead entry's bytes back on the queue as they are (its job hash,
+        when it names one, back to SENT); True if this call took it from the DLQ."""
+        return bool(await self.script(
+            "replay", (self.keys.dead, self.keys.queue, self.keys.job(job_id)),
+            (entry_id, raw, "1" if job_id else "0"),
+        ))
+
 
 _STATE_FIELDS = ("status", "result", "error")
 

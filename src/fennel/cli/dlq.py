@@ -56,15 +56,21 @@ def read(app: AppOption, task: TaskOption = None, id: IdOption = None,
 
 
 def _describe(job: Job) -> str:
-    when = datetime.datetime.fromtimestamp(job.enqueued_at, datetime.timezone.utc)
+    try:
+        at = datetime.datetime.fromtimestamp(job.enqueued_at, datetime.timezone.utc)
+        when = f"{at:%Y-%m-%d %H:%M:%S}Z"
+    except (OverflowError, ValueError, OSError):  # a record written around Fennel
+        when = repr(job.enqueued_at)
     lines = [
-        f"[bold]{escape(job.task)}[/bold]  id={escape(job.id)}  "
-        f"enqueued={when:%Y-%m-%d %H:%M:%S}Z",
+        f"[bold]{escape(job.task)}[/bold]  id={escape(job.id)}  enqueued={escape(when)}",
         escape(f"  args={orjson.dumps(job.args).decode()} "
                f"kwargs={orjson.dumps(job.kwargs).decode()}"),
     ]
+    if job.attempts_failed > len(job.errors):
+        lines.append(f"  {job.attempts_failed} failed attempts; the last {len(job.errors)}:")
     for err in job.errors:
-        args = ", ".join(repr(a) for a in err.get("args", []))
+        raw_args = err.get("args", [])
+        args = ", ".join(repr(a) for a in (raw_args if isinstance(raw_args, list) else [raw_args]))
         lines.append(escape(f"  attempt {err.get('attempt', '?')}: {err.get('type')}({args})"))
     return "\n".join(lines)
 

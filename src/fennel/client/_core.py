@@ -17,7 +17,7 @@ import orjson
 
 from fennel.broker import Broker
 from fennel.client._listener import Outcome, ResultListener
-from fennel.exceptions import ResultMissing, ResultsDisabled, TaskFailed, Timeout
+from fennel.exceptions import PayloadTooLarge, ResultMissing, ResultsDisabled, TaskFailed, Timeout
 from fennel.job import Job, Status, decode
 from fennel.middleware import run_hooks
 
@@ -90,20 +90,27 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         parents = sorted({p for p in map(_callback_parent, job_ids) if p is not None})
+        running: set[str] = set()
         if parents:
             # A callback's job only exists once its parent finished: wait for that first.
-            await self.outcomes(parents, timeout)
-        futures = await self.listener.watch(job_ids)
-        pending = [f for f in futures if not f.done()]
+            # One whose parent is still running when time runs out is not done (a Timeout),
+            # not missing: it cannot exist yet.
+            done = await self.outcomes(parents, timeout)
+            running = {p for p, f in zip(parents, done, strict=True) if not f.done()}
+        watched = [j for j in job_ids if _callback_parent(j) not in running]
+        futures = iter(await self.listener.watch(watched))
+        every = [loop.create_future() if _callback_parent(j) in running else next(futures)
+                 for j in job_ids]
+        pending = [f for f in every if not f.done()]
         if pending:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 await asyncio.wait(pending, timeout=left)
             finally:
-                for job_id, fut in zip(job_ids, futures, strict=True):
+                for job_id, fut in zip(job_ids, every, strict=True):
                     if not fut.done():
                         self.listener.forget(job_id, fut)
-        return futures
+        return every
 
     async def result(self, job_id: str, timeout: float | None) -> Any:
         if not self.app.settings.results_enabled:
@@ -124,28 +131,41 @@ class AsyncClient:
 
     async def dead(self) -> list[tuple[str, Job]]:
         """``(entry id, job)`` of every dead job, oldest first."""
-        return [(eid, dead_job(eid, fields)) for eid, fields in await self.broker.dead_entries()]
+        return [(d.entry_id, d.job) for d in await self._dead_entries()]
+
+    async def _dead_entries(self) -> list[DeadEntry]:
+        return [dead_entry(eid, fields) for eid, fields in await self.broker.dead_entries()]
 
     async def replay(self, filter: Callable[[Job], bool] | None,
                      progress: Progress | None = None) -> list[Job]:
-        async def chunk(part: list[tuple[str, Job]]) -> list[bool]:
+        async def one(d: DeadEntry) -> bool:
+            if d.raw is not None:
+                # Undecodable: its bytes go back as they are, never a job made up to
+                # describe them, so nothing of what was sent is lost.
+                return await self.broker.replay_raw(d.entry_id, d.job_id, d.raw)
+            try:
+                envelope = dataclasses.replace(d.job, tries=0).encode_fitting(
+                    self.app.settings.max_payload)
+            except PayloadTooLarge:
+                return False  # would be refused unread by every worker: it stays dead
+            return await self.broker.replay(d.entry_id, d.job.id, envelope)
+
+        async def chunk(part: list[DeadEntry]) -> list[bool]:
             # Coalesced by the broker into one pipelined round trip.
-            return list(await asyncio.gather(*(
-                self.broker.replay(e, j.id, dataclasses.replace(j, tries=0).encode())
-                for e, j in part)))
+            return list(await asyncio.gather(*(one(d) for d in part)))
 
         return await self._each_dead(filter, chunk, progress)
 
     async def purge(self, filter: Callable[[Job], bool] | None,
                     progress: Progress | None = None) -> list[Job]:
-        async def chunk(part: list[tuple[str, Job]]) -> list[bool]:
-            return await self.broker.purge([e for e, _j in part])
+        async def chunk(part: list[DeadEntry]) -> list[bool]:
+            return await self.broker.purge([d.entry_id for d in part])
 
         return await self._each_dead(filter, chunk, progress)
 
     async def _each_dead(
         self, filter: Callable[[Job], bool] | None,
-        action: Callable[[list[tuple[str, Job]]], Awaitable[list[bool]]],
+        action: Callable[[list[DeadEntry]], Awaitable[list[bool]]],
         progress: Progress | None, size: int = 500,
     ) -> list[Job]:
         """Apply ``action`` to the dead jobs matching ``filter``, ``size`` per round trip;
@@ -154,32 +174,49 @@ class AsyncClient:
         Each entry is removed from the DLQ by a call that reports whether *it* removed it, so
         concurrent replays or purges from several processes handle each job exactly once.
         """
-        chosen = [(e, j) for e, j in await self.dead() if filter is None or filter(j)]
+        chosen = [d for d in await self._dead_entries() if filter is None or filter(d.job)]
         done: list[Job] = []
         for start in range(0, len(chosen), size):
             part = chosen[start:start + size]
             results = await action(part)
-            done.extend(j for (_e, j), ok in zip(part, results, strict=True) if ok)
+            done.extend(d.job for d, ok in zip(part, results, strict=True) if ok)
             if progress is not None:
                 progress(min(start + size, len(chosen)), len(chosen))
         return done
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadEntry:
+    """One DLQ entry: its stream id, its job, and for an undecodable entry the raw bytes
+    (``job`` then only describes them) and the job id the worker could read (or ``''``)."""
+
+    entry_id: str
+    job: Job
+    raw: bytes | None = None
+    job_id: str = ""
+
+
 def dead_job(entry_id: str, fields: dict[bytes, bytes]) -> Job:
     """The job of a DLQ entry; an undecodable one becomes a job describing the raw bytes."""
+    return dead_entry(entry_id, fields).job
+
+
+def dead_entry(entry_id: str, fields: dict[bytes, bytes]) -> DeadEntry:
+    """A DLQ entry as written by any worker, or by anyone else: never raises."""
     raw = fields.get(b"j", b"")
     reason = fields.get(b"reason", b"").decode(errors="replace")
+    job_id = fields.get(b"id", b"").decode(errors="replace")
     try:
-        return decode(raw)
+        return DeadEntry(entry_id, decode(raw))
     except ValueError as exc:
-        return Job(
-            id=fields.get(b"id", entry_id.encode()).decode(errors="replace") or entry_id,
+        return DeadEntry(entry_id, Job(
+            id=job_id or entry_id,
             task="<undecodable>",
             args=[],
             kwargs={},
             errors=[{"type": "UndecodableJob", "args": [reason or str(exc)],
                      "traceback": "", "raw": raw[:2000].decode(errors="replace")}],
-        )
+        ), raw, job_id)
 
 
 _CALLBACK_ID = re.compile(r"^(?P<parent>.+)\.[sf]\d+$")

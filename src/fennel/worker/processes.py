@@ -181,6 +181,7 @@ def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path[:] = path
     from fennel.cli._loader import load_app
+    from fennel.job import encode_value
 
     app = load_app(app_spec)
     conn.send_bytes(b"ready")
@@ -195,7 +196,8 @@ def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,
             value = task.fn(*env["args"], **env["kwargs"])
             if asyncio.iscoroutine(value):
                 value = asyncio.run(value)
-            reply = orjson.dumps(["ok", value])
+            # As strict as the other pools: NaN, datetimes and the like fail the attempt.
+            reply = b'["ok",' + encode_value(value, f"task {task_name!r}") + b"]"
         except BaseException as exc:
             from fennel.job import error_record
 

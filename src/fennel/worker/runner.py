@@ -9,7 +9,6 @@ raised by a job ever reaches the worker's loops.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,8 +19,18 @@ import orjson
 import structlog
 
 from fennel.broker import Broker, DeliveredEntry
-from fennel.exceptions import BrokerError, SerializationError, UnknownTask
-from fennel.job import Job, decode, encode_value, error_record
+from fennel.exceptions import BrokerError, PayloadTooLarge, SerializationError, UnknownTask
+from fennel.job import (
+    MAX_ERRORS,
+    MAX_TRACEBACK,
+    Job,
+    MalformedEnvelope,
+    decode,
+    encode_value,
+    error_record,
+    leading_id,
+    safe_repr,
+)
 from fennel.keys import GROUP
 from fennel.middleware import Hooks, call_hooks
 from fennel.worker.executor import Executor
@@ -57,20 +66,33 @@ class JobRunner:
         self.keys = app.keys
         self._ttl = self.settings.results_ttl
         self._hooks = Hooks(app.middleware)
-        self._to_mark: list[str] = []
+        self._to_mark: list[tuple[str, str]] = []
         self._background: set[asyncio.Task[None]] = set()
 
     async def handle(self, flight: InFlight) -> None:
+        """Run one delivered entry to exactly one recorded outcome."""
+        try:
+            await self._handle(flight)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # An outcome that cannot even be written down (a value the envelope cannot carry,
+            # a callback that is not a signature, an exception whose repr() raises): left
+            # unrecorded, the entry would be delivered and run again and again.
+            await self._unrecordable(flight, exc, traceback.format_exc())
+
+    async def _handle(self, flight: InFlight) -> None:
         entry = flight.entry
         if entry.envelope is not None and len(entry.envelope) > self.settings.max_payload:
             # Written around the client (which enforces the limit): never parsed at all.
             await self._bury_raw(entry, f"envelope of {len(entry.envelope)} bytes is over the "
-                                        f"max_payload limit of {self.settings.max_payload}")
+                                        f"max_payload limit of {self.settings.max_payload}",
+                                 leading_id(entry.envelope))
             return
         try:
             job = decode(entry.envelope) if entry.envelope is not None else None
-        except ValueError as exc:
-            await self._bury_raw(entry, f"undecodable job: {exc}")
+        except MalformedEnvelope as exc:
+            await self._bury_raw(entry, f"undecodable job: {exc}", exc.job_id, exc.reply_to)
             return
         if job is None:
             await self._bury_raw(entry, "stream entry has no job envelope")
@@ -95,7 +117,7 @@ class JobRunner:
             await self._failed(flight, job, unknown, "", 0.0)
             return
 
-        self._mark_started(job.id)
+        self._mark_started(job.id, entry.entry_id)
         if hooks := self._hooks("before_execute"):
             await call_hooks(hooks, "before_execute", self.app, job)
         started = time.perf_counter()
@@ -127,10 +149,11 @@ class JobRunner:
         if recorded and (hooks := self._hooks("on_success")):
             await call_hooks(hooks, "on_success", self.app, job, value, duration)
 
-    def _mark_started(self, job_id: str) -> None:
+    def _mark_started(self, job_id: str, entry_id: str) -> None:
         """Set EXECUTING without waiting for it: jobs started in the same loop turn share one
-        call, and a completion that overtakes it keeps its terminal status (see start.lua)."""
-        self._to_mark.append(job_id)
+        call, and a completion that overtakes it keeps its terminal status (see start.lua).
+        Fenced like the outcomes: a worker that lost the entry cannot mark the job."""
+        self._to_mark.append((job_id, entry_id))
         if len(self._to_mark) == 1:
             task = asyncio.get_running_loop().create_task(self._flush_marks())
             self._background.add(task)
@@ -140,7 +163,7 @@ class JobRunner:
         await asyncio.sleep(0)
         ids, self._to_mark = self._to_mark, []
         try:
-            await self.broker.mark_started(ids)
+            await self.broker.mark_executing(self.consumer, ids)
         except BrokerError as exc:
             log.debug("job.mark_started_failed", error=str(exc), count=len(ids))
 
@@ -156,18 +179,27 @@ class JobRunner:
             record["type"] = "SerializationError"
         if hooks := self._hooks("on_failure"):
             await call_hooks(hooks, "on_failure", self.app, job, exc)
+        nxt = job.with_error(record)
+        reason = f"{record['type']}: retries exhausted"
         if job.tries < job.max_retries:
             delay = self._backoff(job.tries)
-            nxt = dataclasses.replace(job, tries=job.tries + 1, errors=[*job.errors, record])
-            ok = await self._record(flight, self._script(
-                "retry", (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
-                (GROUP, self.consumer, flight.entry.entry_id, nxt.encode(), int(delay * 1000),
-                 job.id, _error_json(record))))
-            if ok and (hooks := self._hooks("on_retry")):
-                await call_hooks(hooks, "on_retry", self.app, job, exc, delay)
-            return
-        job.errors = [*job.errors, record]
-        await self._dead(flight, job, record, f"{record['type']}: retries exhausted", exc)
+            try:
+                # The history is bounded, and shed further if need be: Fennel's bookkeeping
+                # must never push a job it accepted over max_payload (the next delivery would
+                # refuse it unread, its waiter never answered).
+                envelope = nxt.encode_fitting(self.settings.max_payload)
+            except PayloadTooLarge as too_large:
+                reason = f"{record['type']}: its retry cannot be enqueued ({too_large})"
+            else:
+                ok = await self._record(flight, self._script(
+                    "retry", (self.keys.queue, self.keys.job(job.id), self.keys.schedule),
+                    (GROUP, self.consumer, flight.entry.entry_id, envelope, int(delay * 1000),
+                     job.id, _error_json(record))))
+                if ok and (hooks := self._hooks("on_retry")):
+                    await call_hooks(hooks, "on_retry", self.app, job, exc, delay)
+                return
+        job.errors, job.failures = nxt.errors, nxt.failures
+        await self._dead(flight, job, record, reason, exc)
 
     def _backoff(self, tries: int) -> float:
         try:
@@ -179,21 +211,44 @@ class JobRunner:
     async def _dead(self, flight: InFlight, job: Job, record: dict[str, Any], reason: str,
                     exc: BaseException | None = None) -> None:
         if record not in job.errors:
-            job.errors = [*job.errors, record]
+            job.failures = job.attempts_failed + 1
+            job.errors = [*job.errors, record][-MAX_ERRORS:]
         ok = await self._complete(flight, job, "DEAD", _error_json(record), job.encode(), reason,
                                   job.on_failure, record)
         if ok and (hooks := self._hooks("on_dead")):
             await call_hooks(hooks, "on_dead", self.app, job, reason)
 
-    async def _bury_raw(self, entry: DeliveredEntry, reason: str) -> None:
-        """Move an entry that is not a job at all to the DLQ, raw bytes and reason."""
+    async def _bury_raw(self, entry: DeliveredEntry, reason: str, job_id: str = "",
+                        reply_to: str = "") -> None:
+        """Move an entry that is not a job at all to the DLQ, raw bytes and reason. If its id
+        could be read, that job is marked DEAD too, so whoever waits for it is answered."""
         raw = entry.envelope or b""
-        log.error("job.undecodable", entry_id=entry.entry_id, reason=reason, raw=raw[:200])
+        log.error("job.undecodable", entry_id=entry.entry_id, job_id=job_id or None,
+                  reason=reason, raw=raw[:200])
         err = orjson.dumps({"type": "UndecodableJob", "args": [reason], "traceback": ""})
         await self._record(InFlight(entry), self._script(
-            "complete", (self.keys.queue, self.keys.job(""), self.keys.dead),
-            (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl, "", "", raw, reason,
-             "1")))
+            "complete", (self.keys.queue, self.keys.job(job_id), self.keys.dead),
+            (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl, reply_to, job_id,
+             raw, reason, "1")))
+
+    async def _unrecordable(self, flight: InFlight, exc: Exception, tb: str) -> None:
+        """Record, once, as the job's failure, an outcome that could not be recorded as it was.
+
+        The DLQ keeps the envelope as delivered (the job as it was sent, replayable), and the
+        error names the reason. Nothing here encodes user values, so this cannot fail alike.
+        """
+        entry, job = flight.entry, flight.job
+        reason = f"its outcome could not be recorded: {type(exc).__name__}: {_safe_str(exc)}"
+        log.error("job.unrecordable", entry_id=entry.entry_id, job_id=job.id if job else None,
+                  reason=reason)
+        err = orjson.dumps({"type": "UnrecordableOutcome", "args": [reason],
+                            "traceback": tb[-MAX_TRACEBACK:]})
+        job_id = job.id if job is not None else ""
+        await self._record(flight, self._script(
+            "complete", (self.keys.queue, self.keys.job(job_id), self.keys.dead),
+            (GROUP, self.consumer, entry.entry_id, "DEAD", err, self._ttl,
+             (job.reply_to or "") if job is not None else "", job_id, entry.envelope or b"",
+             reason, "1")))
 
     async def _complete(self, flight: InFlight, job: Job, status: str, payload: bytes,
                         dlq_envelope: bytes, reason: str, followups: list[dict[str, Any]],
@@ -245,6 +300,13 @@ class JobRunner:
             # Our own earlier call recorded it and its reply was lost: the outcome stands.
             log.info("job.already_recorded", entry_id=flight.entry.entry_id, job_id=job_id)
         return ok
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)[:MAX_TRACEBACK]
+    except Exception:  # a user's __str__ may raise anything
+        return safe_repr(exc)
 
 
 def _error_json(record: dict[str, Any]) -> bytes:
