@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 
+from fennel._log import get_logger
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError, SerializationError, UnknownTask
 from fennel.job import Job, decode, encode_value, error_record
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InFlight", "JobRunner"]
 
-log = structlog.get_logger("fennel.worker")
+log = get_logger("fennel.worker")
 
 
 @dataclass(eq=False)
