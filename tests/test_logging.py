@@ -28,7 +28,7 @@ from fennel.cli._logging import _DroppingQueueHandler, _Writer, formatter
 from fennel.exceptions import TaskFailed
 from fennel.middleware import LoggingMiddleware
 from tests.apps.basic import add, always_fails
-from tests.apps.logs import CARD, TOKEN, charge, say
+from tests.apps.logs import CARD, TOKEN, charge, crash_a_thread, say
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC = "tests.apps.basic:app"
@@ -230,10 +230,15 @@ def test_an_event_prints_as_key_values_for_plain_formatters():
     assert str(ev) == "job.started job_id=abc attempt=1 note='two words' url=redis://:***@h"
 
 
-def test_library_events_mask_passwords_in_urls():
+def test_library_events_mask_passwords_in_urls_and_split_exceptions():
     with _fennel_records(logging.INFO) as seen:
-        get_logger("fennel.test").warning("x.connect_failed", redis="redis://:hunter2@db:6379")
-    assert seen.records[0].msg["redis"] == "redis://:***@db:6379"
+        get_logger("fennel.test").warning(
+            "x.connect_failed", redis="redis://:hunter2@db:6379",
+            error=ConnectionError("cannot reach rediss://u:hunter2@db:6380/0 (refused)"))
+    fields = seen.records[0].msg
+    assert fields["redis"] == "redis://:***@db:6379"
+    assert fields["error"] == "cannot reach rediss://u:***@db:6380/0 (refused)"
+    assert fields["error_type"] == "ConnectionError"
 
 
 # -- 3. one format for every line --------------------------------------------------------------
@@ -242,7 +247,9 @@ def test_library_events_mask_passwords_in_urls():
 def test_json_mode_renders_every_line_as_json(start_worker):
     w = start_worker(LOGS, "--log-level", "debug", env={"FENNEL_TEST_APP_BASICCONFIG": "1"})
     assert say.delay("hello").get(timeout=60) == "hello"
+    crash_a_thread.delay().get(timeout=60)
     w.wait_for("saying hello")
+    w.wait_for("Exception in thread doomed")
     assert w.stop() == 0
     lines = [line for line in w.raw if line.strip()]
     events = [orjson.loads(line) for line in lines]  # raises on any plain-text line
@@ -251,6 +258,8 @@ def test_json_mode_renders_every_line_as_json(start_worker):
     assert any(e["logger"] == "asyncio" for e in events)  # "Using selector: ..." at debug
     said = next(e for e in events if e["event"] == "saying hello")
     assert said["logger"] == "tests.apps.logs" and said["level"] == "info"
+    crashed = next(e for e in events if e["event"] == "Exception in thread doomed")
+    assert crashed["error_type"] == "ZeroDivisionError" and "1 / 0" in crashed["traceback"]
 
 
 def test_console_mode_renders_foreign_records_like_fennels_own(start_worker):

@@ -15,6 +15,7 @@ field as JSON or console output.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,11 +27,26 @@ from fennel._redis_url import mask_url
 __all__ = ["Event", "FennelLogger", "get_logger", "mask_secrets"]
 
 
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    return mask_url(match.group(0))
+
+
 def mask_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Processor: mask passwords in every field that holds a URL."""
+    """Processor: mask passwords in every URL in every field (also inside longer text).
+
+    An exception passed as ``error`` becomes the fields every error has: ``error_type`` and
+    ``error`` (its message).
+    """
+    error = event.get("error")
+    if isinstance(error, BaseException):
+        event["error"] = str(error)
+        event.setdefault("error_type", type(error).__name__)
     for key, value in event.items():
         if isinstance(value, str) and "://" in value:
-            event[key] = mask_url(value)
+            event[key] = _URL.sub(_mask_match, value)
     return event
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from fennel import App, Middleware
@@ -49,3 +50,11 @@ def charge(card: str) -> str:
 def say(text: str) -> str:
     app_log.info("saying %s", text)
     return text
+
+
+@app.task
+def crash_a_thread() -> None:
+    """A helper thread dies: Python prints that itself, unless told otherwise."""
+    thread = threading.Thread(target=lambda: 1 / 0, name="doomed")
+    thread.start()
+    thread.join()

@@ -12,6 +12,7 @@ a job.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import logging.handlers
@@ -245,8 +246,30 @@ def configure(log_format: str, log_level: str) -> None:
     root.addHandler(_writer.handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    # Tracebacks Python would print to stderr itself become records too: one format, and
+    # never a write that could block on the sink.
+    threading.excepthook = _thread_crashed
+    sys.unraisablehook = _unraisable
     with contextlib.suppress(ValueError, OSError, AttributeError):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # The writer is a daemon thread: lines still queued at a normal exit are written first.
+    atexit.register(flush_logs)
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("threading").error(
+        "Exception in thread %s", name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
+
+
+def _unraisable(args: Any) -> None:
+    exc = args.exc_value if args.exc_value is not None else args.exc_type()
+    logging.getLogger("py.unraisable").warning(
+        "%s: %r", args.err_msg or "Exception ignored in", args.object,
+        exc_info=(args.exc_type, exc, args.exc_traceback))
 
 
 def flush_logs(timeout: float = 5.0) -> None:
