@@ -89,7 +89,7 @@ class _Writer:
         self.handler = _DroppingQueueHandler(self.queue, QUEUE_SIZE)
         #: records taken off the queue (written or not)
         self.done = 0
-        #: records that could not be written
+        #: records that could not be rendered, and writes that failed
         self.failed = 0
         self._reported = 0
         self._thread = threading.Thread(target=self._run, name="fennel-log-writer",
@@ -108,8 +108,10 @@ class _Writer:
             lines: list[str] = []
             for item in batch:
                 if isinstance(item, logging.LogRecord):
-                    with contextlib.suppress(Exception):
+                    try:
                         lines.append(self.formatter.format(item))
+                    except Exception:
+                        self.failed += 1  # a record no formatter can render
             dropped = self.handler.dropped
             if dropped > self._reported:
                 lines.append(self._dropped_line(dropped - self._reported))
