@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
+from fennel._log import get_logger
 
-log = structlog.get_logger("fennel")
+log = get_logger("fennel")
 
 
 def cancel_requested() -> bool:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from fennel._log import get_logger
 
 if TYPE_CHECKING:
     from fennel.app import App
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LoggingMiddleware", "Middleware"]
 
-log = structlog.get_logger("fennel.middleware")
+log = get_logger("fennel.middleware")
 
 
 class Middleware:
@@ -114,7 +115,12 @@ async def call_hooks(middleware: Sequence[Middleware], hook: str, *args: Any) ->
 
 class LoggingMiddleware(Middleware):
     """The worker's job log: one structured event per lifecycle step, each with the job id,
-    task name and attempt. Installed first by every worker; the CLI chooses the format."""
+    task name and attempt. Installed first by every worker; the CLI chooses the format.
+
+    Errors have the same fields in every event: ``error_type``, ``error`` (the message) and,
+    on ``job.failed``, ``traceback`` (always on a job's last attempt, on every attempt when
+    the ``fennel.worker`` logger is at debug level).
+    """
 
     #: the level each hook logs at (after_execute logs failures only)
     _LEVELS = {"before_execute": logging.INFO, "on_success": logging.INFO,
@@ -122,15 +128,12 @@ class LoggingMiddleware(Middleware):
                "on_dead": logging.ERROR}
 
     def __init__(self) -> None:
-        self.log = structlog.get_logger("fennel.worker")
+        self.log = get_logger("fennel.worker")
 
     def active(self, hook: str) -> bool:
         """Hooks whose events the configured level drops cost nothing (see :class:`Hooks`)."""
         level = self._LEVELS.get(hook)
-        if level is None:
-            return True
-        enabled = getattr(self.log.bind(), "is_enabled_for", None)
-        return bool(enabled(level)) if enabled is not None else True
+        return level is None or self.log.is_enabled_for(level)
 
     def before_execute(self, app: App[Any], job: Job) -> None:
         self.log.info("job.started", job_id=job.id, task=job.task, attempt=job.tries + 1)
@@ -142,16 +145,35 @@ class LoggingMiddleware(Middleware):
     def after_execute(
         self, app: App[Any], job: Job, error: BaseException | None, duration: float
     ) -> None:
-        if error is not None:
-            self.log.warning("job.failed", job_id=job.id, task=job.task, attempt=job.tries + 1,
-                             error=f"{type(error).__name__}: {error}",
-                             duration=round(duration, 6))
+        if error is None:
+            return
+        fields: dict[str, Any] = {"error_type": _type_name(error), "error": str(error)}
+        if job.tries >= job.max_retries or self.log.is_enabled_for(logging.DEBUG):
+            fields["traceback"] = _traceback(error)
+        self.log.warning("job.failed", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                         duration=round(duration, 6), **fields)
 
     def on_retry(self, app: App[Any], job: Job, error: BaseException, delay: float) -> None:
         self.log.warning("job.retrying", job_id=job.id, task=job.task, attempt=job.tries + 1,
+                         error_type=_type_name(error), error=str(error),
                          retry_in=round(delay, 3))
 
     def on_dead(self, app: App[Any], job: Job, reason: str) -> None:
         last = job.errors[-1] if job.errors else {}
+        args = last.get("args") or []
+        # What str() of the exception said: its one argument, or all of them as a tuple.
+        message = str(args[0]) if len(args) == 1 else str(tuple(args)) if args else ""
         self.log.error("job.dead", job_id=job.id, task=job.task, attempt=job.tries + 1,
-                       reason=reason, error=f"{last.get('type')}: {last.get('args')}")
+                       reason=reason, error_type=last.get("type"), error=message)
+
+
+def _type_name(error: BaseException) -> str:
+    # A task that failed in a child process arrives as a RemoteError naming the real type.
+    return str(getattr(error, "type_name", None) or type(error).__name__)
+
+
+def _traceback(error: BaseException) -> str:
+    remote = getattr(error, "remote_traceback", None)
+    if isinstance(remote, str) and remote:
+        return remote
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -11,7 +11,7 @@ import typer
 
 from fennel.cli import dlq, ops
 from fennel.cli._loader import load_app
-from fennel.cli._logging import configure
+from fennel.cli._logging import configure, flush_logs
 from fennel.exceptions import FennelError
 
 __all__ = ["cli", "main"]
@@ -53,6 +53,7 @@ def worker(
     w = Worker(the_app, concurrency=concurrency, pool=pool, app_spec=app,
                health_port=health_port)
     code = run_async(w.run())
+    flush_logs()
     sys.stdout.flush()
     sys.stderr.flush()
     # Abandoned task threads (time limits, grace period) must not keep the process alive.

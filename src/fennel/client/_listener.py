@@ -14,16 +14,16 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-import structlog
 from redis import exceptions as rexc
 from redis.asyncio.client import PubSub
 
 from fennel._asyncio import cancel_requested, stop_tasks
+from fennel._log import get_logger
 from fennel.broker import Broker
 from fennel.exceptions import BrokerError
 from fennel.job import TERMINAL, Status
 
-log = structlog.get_logger("fennel.client")
+log = get_logger("fennel.client")
 
 #: (status, payload): payload is the result JSON for SUCCESS, the error JSON for DEAD.
 Outcome = tuple[Status, bytes | None]

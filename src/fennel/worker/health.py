@@ -19,9 +19,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fennel._log import get_logger
 from fennel.exceptions import BrokerError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HealthServer", "Verdict"]
 
-log = structlog.get_logger("fennel.worker")
+log = get_logger("fennel.worker")
 
 Verdict = tuple[bool, str]
 

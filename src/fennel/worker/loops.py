@@ -8,12 +8,11 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
-import structlog
-
 from fennel._asyncio import cancel_requested
+from fennel._log import get_logger
 from fennel.exceptions import BrokerError
 
-log = structlog.get_logger("fennel.worker")
+log = get_logger("fennel.worker")
 
 
 async def every(interval: float, name: str, step: Callable[[], Awaitable[object]],

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 
+from fennel._log import get_logger
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError, PayloadTooLarge, SerializationError, UnknownTask
 from fennel.job import (
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InFlight", "JobRunner"]
 
-log = structlog.get_logger("fennel.worker")
+log = get_logger("fennel.worker")
 
 
 @dataclass(eq=False)

@@ -23,9 +23,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
 
 from fennel._asyncio import stop_tasks
+from fennel._log import get_logger
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import BrokerError
 from fennel.keys import GROUP
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-log = structlog.get_logger("fennel.worker")
+log = get_logger("fennel.worker")
 
 
 class Worker:
