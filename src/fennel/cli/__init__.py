@@ -74,6 +74,10 @@ def run_async(coro: Any) -> Any:
     try:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
+        uvloop = None
+    # Outside the except clause: a loop started inside it would run every task with the
+    # ImportError as the exception being handled (sys.exc_info(), chained tracebacks).
+    if uvloop is None:
         return asyncio.run(coro)
     return uvloop.run(coro)
 
