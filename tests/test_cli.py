@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 from fennel import App
 from tests.apps import basic
@@ -139,6 +140,21 @@ def test_demo_runs_to_completion(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "add(2, 3) = 5" in out.stdout
+    # It says what it shows: the round trip and the dead-letter step.
+    assert "round trips in" in out.stdout and "through Redis to the worker" in out.stdout
+    assert "dead-letter queue (DLQ)" in out.stdout and "In the DLQ: " in out.stdout
+    # The worker's log lines stay in their file, out of the demo's output.
+    text = out.stdout + out.stderr
+    for event in ("worker.started", "job.succeeded", "job.failed", "worker.stopped"):
+        assert event not in text, text
+    log = next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)
+    assert "worker.started" in Path(log).read_text()
+    Path(log).unlink()
+    # It ends with three commands to try next.
+    tail = out.stdout[out.stdout.index("Try next"):].splitlines()
+    commands = [ln.strip() for ln in tail if ("fennel" in ln and "--redis-url" in ln)
+                or "FENNEL_REDIS_URL=" in ln]
+    assert len(commands) == 3, tail
 
 
 # -- one clean error line, choices, version, help -----------------------------------------------
