@@ -295,3 +295,36 @@ def test_tables_and_listings_are_whole_lines_in_a_pipe(start_worker):
     row = [ln for ln in info.stdout.splitlines() if consumer in ln]
     assert row and "ago" in row[0], info.stdout  # the whole row on one line, name uncut
     assert "\x1b[" not in info.stdout + out.stdout  # no color codes in a pipe
+
+
+BLOCKS_AT_IMPORT = """
+from fennel import App
+
+app = App(name="tests-blocking")
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+# The guide's two snippets pasted into one file: this waits for a worker at import.
+print(add.delay(1, 2).get())
+"""
+
+
+def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_server):
+    (tmp_path / "blocking.py").write_text(BLOCKS_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    w = WorkerIn([sys.executable, "-m", "fennel", "worker", "--app", "blocking:app"], env,
+                 cwd=tmp_path)
+    try:
+        from tests.reliability.conftest import wait_until
+
+        line = wait_until(lambda: next((ln for ln in list(w.raw) if "Warning" in ln), None),
+                          60, what="the import warning")
+        assert "'blocking'" in line and ".get()" in line
+        stuck = BLOCKS_AT_IMPORT.splitlines().index("print(add.delay(1, 2).get())") + 1
+        assert f"{tmp_path / 'blocking.py'}:{stuck}" in line  # where it is stuck
+    finally:
+        w.kill()
