@@ -208,7 +208,7 @@ def test_help_of_every_command_is_plain_text():
         out = fennel(*command, "--help")
         assert out.returncode == 0, out.stderr
         text = out.stdout
-        for markup in ("``", ":class:", ":func:", "<bool>", "[bold]"):
+        for markup in ("``", ":class:", ":func:", "<bool>", "<list[", "[bold]"):
             assert markup not in text, (command, markup, text)
         flag_lines = [ln for ln in text.splitlines() if ln.strip().startswith("--help")]
         assert flag_lines and all(ln.split()[:1] == ["--help"] and "Show" in ln.split()[1]

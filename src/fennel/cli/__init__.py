@@ -74,7 +74,8 @@ def worker(
     app: AppOption,
     redis_url: RedisUrlOption = None,
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", "-c", min=1, help="Jobs run at once (default: the setting).")] = None,
+        "--concurrency", "-c", min=1, metavar="N",
+        help="Jobs run at once (default: the setting).")] = None,
     pool: Annotated[_Pool | None, typer.Option(
         "--pool", "-p", help="Where sync tasks run (default: the setting).")] = None,
     grace_period: Annotated[float | None, typer.Option(
@@ -87,7 +88,7 @@ def worker(
         case_sensitive=False,
         help="The least severe level logged (default: the setting).")] = None,
     health_port: Annotated[int | None, typer.Option(
-        help="Serve /livez, /readyz and /metrics on this port.")] = None,
+        metavar="PORT", help="Serve /livez, /readyz and /metrics on this port.")] = None,
 ) -> None:
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
@@ -108,7 +109,8 @@ def worker(
 
 @cli.command()
 def demo(
-    jobs: Annotated[int, typer.Option(min=1, help="How many example jobs to enqueue.")] = 20,
+    jobs: Annotated[int, typer.Option(
+        min=1, metavar="N", help="How many example jobs to enqueue.")] = 20,
     redis_url: Annotated[str | None, typer.Option(
         "--redis-url", metavar="URL",
         help="Use this running Redis instead of starting a private one.")] = None,

@@ -14,7 +14,8 @@ import typer
 
 from fennel.exceptions import AppNotFound
 
-AppOption = Annotated[str, typer.Option("--app", "-a", help="The app, as 'module:attribute'.")]
+AppOption = Annotated[str, typer.Option(
+    "--app", "-a", metavar="MODULE:ATTR", help="The app, as 'module:attribute'.")]
 RedisUrlOption = Annotated[str | None, typer.Option(
     "--redis-url", metavar="URL",
     help="The Redis to use, e.g. redis://host:6379/0; wins over the app's redis_url setting "

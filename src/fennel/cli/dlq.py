@@ -22,9 +22,9 @@ cli = typer.Typer(help="Read, replay or purge the dead-letter queue.", no_args_i
                   rich_markup_mode=None)
 
 TaskOption = Annotated[str | None, typer.Option(
-    "--task", "-t", help="Only dead jobs of this task name.")]
+    "--task", "-t", metavar="NAME", help="Only dead jobs of this task name.")]
 IdOption = Annotated[list[str] | None, typer.Option(
-    "--id", help="Only the dead job with this id (repeatable).")]
+    "--id", metavar="ID", help="Only the dead job with this id (repeatable).")]
 DryRunOption = Annotated[bool, typer.Option(
     "--dry-run", help="Only list the dead jobs that would be affected; change nothing.")]
 

@@ -31,9 +31,11 @@ def health(
         help="Readiness (Redis and the consumer group) or liveness (also a recent heartbeat "
              "of a worker on this host).")] = _Check.ready,
     port: Annotated[int | None, typer.Option(
+        metavar="PORT",
         help="Ask the worker's health server on this port (default: the health_port "
              "setting). Without one, Redis is checked directly.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 5.0,
+    timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Seconds before giving up.")] = 5.0,
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Exit 0 if the worker on this host is healthy, 1 if not: for Kubernetes exec probes.
