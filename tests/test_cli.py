@@ -328,3 +328,15 @@ def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_serve
         assert f"{tmp_path / 'blocking.py'}:{stuck}" in line  # where it is stuck
     finally:
         w.kill()
+
+
+def test_demo_against_a_running_server(tmp_path, redis_server):
+    env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
+    out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "2", "--redis-url",
+                          redis_server.url], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Redis at {redis_server.url}: your server." in out.stdout
+    assert "add(2, 3) = 5" in out.stdout
+    assert f"--redis-url {redis_server.url}" in out.stdout  # the next steps use it too
+    Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()

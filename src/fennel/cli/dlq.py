@@ -109,9 +109,8 @@ def purge(app: AppOption, task: TaskOption = None, id: IdOption = None,
             return
         what = f"{len(jobs)} dead job(s) of app {the_app.name!r}"
         if not sys.stdin.isatty():
-            fail(f"Refusing to purge {what} without confirmation: there is "
-                                   "no terminal to ask on. Pass --yes to purge them, or "
-                                   "--dry-run to list them.")
+            fail(f"Refusing to purge {what} without confirmation: there is no terminal to "
+                 "ask on. Pass --yes to purge them, or --dry-run to list them.")
         if not typer.confirm(f"Purge {what} for good?"):
             typer.echo("Nothing purged.")
             raise typer.Exit(1)
