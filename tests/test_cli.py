@@ -340,3 +340,18 @@ def test_demo_against_a_running_server(tmp_path, redis_server):
     assert "add(2, 3) = 5" in out.stdout
     assert f"--redis-url {redis_server.url}" in out.stdout  # the next steps use it too
     Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
+
+
+def test_update_settings_validates_like_the_constructor():
+    import pytest
+
+    from fennel.exceptions import ConfigurationError
+
+    app = App(name="tests-update", redis_url="redis://127.0.0.1:1/0")
+    app.update_settings(redis_url="redis://:pw@127.0.0.1:2/0", grace_period=3)
+    assert app.settings.redis_url.endswith(":2/0") and app.settings.grace_period == 3
+    with pytest.raises(ConfigurationError, match="grace_period"):
+        app.update_settings(grace_period=0)
+    with pytest.raises(ConfigurationError, match="no_such_setting"):
+        app.update_settings(no_such_setting=1)
+    assert app.settings.grace_period == 3
