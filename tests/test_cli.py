@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 from fennel import App
 from tests.apps import basic
@@ -139,3 +140,218 @@ def test_demo_runs_to_completion(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "add(2, 3) = 5" in out.stdout
+    # It says what it shows: the round trip and the dead-letter step.
+    assert "round trips in" in out.stdout and "through Redis to the worker" in out.stdout
+    assert "dead-letter queue (DLQ)" in out.stdout and "In the DLQ: " in out.stdout
+    # The worker's log lines stay in their file, out of the demo's output.
+    text = out.stdout + out.stderr
+    for event in ("worker.started", "job.succeeded", "job.failed", "worker.stopped"):
+        assert event not in text, text
+    log = next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)
+    assert "worker.started" in Path(log).read_text()
+    Path(log).unlink()
+    # It ends with three commands to try next.
+    tail = out.stdout[out.stdout.index("Try next"):].splitlines()
+    commands = [ln.strip() for ln in tail if ("fennel" in ln and "--redis-url" in ln)
+                or "FENNEL_REDIS_URL=" in ln]
+    assert len(commands) == 3, tail
+
+
+# -- one clean error line, choices, version, help -----------------------------------------------
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode != 0, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
+    return lines[0]
+
+
+def test_version():
+    from fennel import __version__
+
+    out = fennel("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"fennel {__version__}"
+
+
+def test_invalid_choices_are_one_error_line():
+    for option, value in (("--log-format", "xml"), ("--log-level", "bogus"),
+                          ("--pool", "fiber")):
+        line = _one_error_line(fennel("worker", "--app", "tests.apps.basic:app", option, value,
+                                      timeout=30))
+        assert option in line and value in line
+
+
+def test_usage_errors_are_one_error_line():
+    assert "--app" in _one_error_line(fennel("dlq", "purge"))
+    assert "bogus" in _one_error_line(fennel("bogus"))
+    assert "-1" in _one_error_line(fennel("worker", "--app", "tests.apps.basic:app",
+                                          "--grace-period", "-1", timeout=30))
+
+
+def test_choices_match_the_settings():
+    from typing import get_args
+
+    from fennel.cli import _LogFormat, _LogLevel, _Pool
+    from fennel.settings import LogFormat, LogLevel, PoolKind
+
+    for enum, literal in ((_LogFormat, LogFormat), (_LogLevel, LogLevel), (_Pool, PoolKind)):
+        assert [e.value for e in enum] == list(get_args(literal))
+
+
+COMMANDS = [(), ("worker",), ("demo",), ("health",), ("info",), ("dlq",), ("dlq", "read"),
+            ("dlq", "replay"), ("dlq", "purge")]
+
+
+def test_help_of_every_command_is_plain_text():
+    for command in COMMANDS:
+        out = fennel(*command, "--help")
+        assert out.returncode == 0, out.stderr
+        text = out.stdout
+        for markup in ("``", ":class:", ":func:", "<bool>", "<list[", "[bold]"):
+            assert markup not in text, (command, markup, text)
+        flag_lines = [ln for ln in text.splitlines() if ln.strip().startswith("--help")]
+        assert flag_lines and all(ln.split()[:1] == ["--help"] and "Show" in ln.split()[1]
+                                  for ln in flag_lines), text  # a flag takes no value
+        if command and command != ("dlq",):
+            assert "--redis-url" in text, command
+    worker_help = fennel("worker", "--help").stdout
+    assert "--grace-period" in worker_help
+    purge_help = fennel("dlq", "purge", "--help").stdout
+    assert "--yes" in purge_help and "--dry-run" in purge_help
+    assert "--dry-run" in fennel("dlq", "replay", "--help").stdout
+
+
+def test_demo_without_a_server_binary_is_one_error_line(tmp_path):
+    out = fennel("demo", cwd=tmp_path, env={"FENNEL_REDIS_SERVER": str(tmp_path / "nothing")})
+    line = _one_error_line(out)
+    assert "FENNEL_REDIS_SERVER" in line and "--redis-url" in line
+
+
+# -- --redis-url and --grace-period ------------------------------------------------------------
+
+HARD_CODED = """
+from fennel import App
+
+# A hard-coded URL where no server listens: the command line must win over it.
+app = App(name="tests-url", redis_url="redis://127.0.0.1:1/0", default_retries=0)
+
+@app.task
+def double(n: int) -> int:
+    return 2 * n
+"""
+
+
+def test_redis_url_option_wins_over_the_apps_setting(tmp_path, redis_server):
+    (tmp_path / "hardcoded.py").write_text(HARD_CODED)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FENNEL_REDIS_URL")}
+    env.update(FENNEL_LOG_FORMAT="json")
+    url = redis_server.url
+    w = WorkerIn([sys.executable, "-m", "fennel", "worker", "--app", "hardcoded:app",
+                  "--redis-url", url, "--grace-period", "7"], env, cwd=tmp_path)
+    try:
+        assert w.wait_for("worker.started", timeout=30)["redis"] == url
+        producer = App(name="tests-url")
+
+        @producer.task(name="hardcoded.double")
+        def double(n: int) -> int:
+            raise AssertionError("runs on the worker, not here")
+
+        assert double.delay(21).get(timeout=20) == 42
+        info = fennel("info", "--app", "hardcoded:app", "--redis-url", url, cwd=tmp_path,
+                      env=env)
+        assert info.returncode == 0, info.stderr
+        assert "Workers" in info.stdout
+        # Without the option, the app's own (unreachable) URL is used: one clear error.
+        line = _one_error_line(fennel("info", "--app", "hardcoded:app", cwd=tmp_path, env=env))
+        assert "127.0.0.1:1" in line
+        producer.close()
+    finally:
+        w.signal(signal.SIGTERM)
+        assert w.wait(30) == 0
+    assert w.wait_for("worker.stopping", timeout=5)["grace_period"] == 7.0
+
+
+# -- output for pipes -----------------------------------------------------------------------------
+
+def test_tables_and_listings_are_whole_lines_in_a_pipe(start_worker):
+    w = start_worker()
+    long_message = "x" * 150 + "-end"
+    job = basic.fail.delay(long_message)
+    from fennel.client import read_dead
+    from tests.reliability.conftest import wait_until
+
+    wait_until(lambda: read_dead(basic.app), 30, what="the job to be dead")
+    out = fennel("dlq", "read", "--app", "tests.apps.basic:app", env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(job.job_id in ln and "tests.apps.basic.fail" in ln for ln in lines), out.stdout
+    assert any(f'args=["{long_message}"]' in ln for ln in lines), out.stdout
+    assert any(f"Exception('{long_message}')" in ln for ln in lines), out.stdout
+
+    consumer = w.wait_for("worker.started")["consumer"]
+    info = fennel("info", "--app", "tests.apps.basic:app", env={"COLUMNS": "80"})
+    assert info.returncode == 0, info.stderr
+    row = [ln for ln in info.stdout.splitlines() if consumer in ln]
+    assert row and "ago" in row[0], info.stdout  # the whole row on one line, name uncut
+    assert "\x1b[" not in info.stdout + out.stdout  # no color codes in a pipe
+
+
+BLOCKS_AT_IMPORT = """
+from fennel import App
+
+app = App(name="tests-blocking")
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+# The guide's two snippets pasted into one file: this waits for a worker at import.
+print(add.delay(1, 2).get())
+"""
+
+
+def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_server):
+    (tmp_path / "blocking.py").write_text(BLOCKS_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    w = WorkerIn([sys.executable, "-m", "fennel", "worker", "--app", "blocking:app"], env,
+                 cwd=tmp_path)
+    try:
+        from tests.reliability.conftest import wait_until
+
+        line = wait_until(lambda: next((ln for ln in list(w.raw) if "Warning" in ln), None),
+                          60, what="the import warning")
+        assert "'blocking'" in line and ".get()" in line
+        stuck = BLOCKS_AT_IMPORT.splitlines().index("print(add.delay(1, 2).get())") + 1
+        assert f"{tmp_path / 'blocking.py'}:{stuck}" in line  # where it is stuck
+    finally:
+        w.kill()
+
+
+def test_demo_against_a_running_server(tmp_path, redis_server):
+    env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
+    out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "2", "--redis-url",
+                          redis_server.url], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Redis at {redis_server.url}: your server." in out.stdout
+    assert "add(2, 3) = 5" in out.stdout
+    assert f"--redis-url {redis_server.url}" in out.stdout  # the next steps use it too
+    Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
+
+
+def test_update_settings_validates_like_the_constructor():
+    import pytest
+
+    from fennel.exceptions import ConfigurationError
+
+    app = App(name="tests-update", redis_url="redis://127.0.0.1:1/0")
+    app.update_settings(redis_url="redis://:pw@127.0.0.1:2/0", grace_period=3)
+    assert app.settings.redis_url.endswith(":2/0") and app.settings.grace_period == 3
+    with pytest.raises(ConfigurationError, match="grace_period"):
+        app.update_settings(grace_period=0)
+    with pytest.raises(ConfigurationError, match="no_such_setting"):
+        app.update_settings(no_such_setting=1)
+    assert app.settings.grace_period == 3

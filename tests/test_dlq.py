@@ -165,7 +165,7 @@ def test_cli_read_replay_purge(start_worker, tmp_path):
     assert repairable.job_id in replay.stdout
     assert repairable.get(timeout=20) == "cli"
 
-    purge = fennel_cli("dlq", "purge", "--app", "tests.apps.basic:app")
+    purge = fennel_cli("dlq", "purge", "--app", "tests.apps.basic:app", "--yes")
     assert purge.returncode == 0, purge.stderr
     assert hopeless.job_id in purge.stdout
     assert read_dead(basic.app) == []

@@ -30,7 +30,8 @@ def test_thousands_of_dead_jobs(start_worker):
     assert len(read_dead(app)) == 600
 
     out = subprocess.run(
-        [sys.executable, "-m", "fennel", "dlq", "purge", "--app", "tests.apps.ops:app"],
+        [sys.executable, "-m", "fennel", "dlq", "purge", "--app", "tests.apps.ops:app",
+         "--yes"],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env=os.environ.copy())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("600 job(s) purged.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import weakref
@@ -249,6 +250,19 @@ class App(Generic[I]):
             client = AsyncClient(self)
             self._clients[loop] = client
         return client
+
+    def update_settings(self, **changes: Any) -> None:
+        """Replace some settings after construction, e.g. ``redis_url`` from the command line.
+
+        Call it before the app is used: clients already created keep the settings they were
+        made with. Values are validated as at construction (:class:`ConfigurationError`).
+        """
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise ConfigurationError(unknown[0], changes[unknown[0]],
+                                     "one of the settings " + ", ".join(sorted(fields)))
+        self.settings = dataclasses.replace(self.settings, **changes)
 
 
 async def _client_of(app: App[Any]) -> AsyncClient:

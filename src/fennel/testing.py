@@ -29,7 +29,11 @@ def find_redis_server() -> str:
     """Path of a Redis-compatible server binary; ``FileNotFoundError`` says how to get one."""
     explicit = os.environ.get("FENNEL_REDIS_SERVER")
     if explicit:
-        return explicit
+        found = shutil.which(explicit)
+        if found is None:
+            raise FileNotFoundError(f"FENNEL_REDIS_SERVER={explicit} is not an executable "
+                                    "file: set it to a redis-server or valkey-server binary.")
+        return found
     for name in ("redis-server", "valkey-server"):
         found = shutil.which(name)
         if found:

@@ -3,6 +3,7 @@ secrets never appear in a log line or an error."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ import redis
 
 from fennel.exceptions import ConnectionFailed
 from fennel.testing import RedisServer, free_port
+from tests.reliability.tlsproxy import TLSProxy
 
 PASSWORD = "s3cret-Pa55"
 USER_PW = "u5er-Secret"
@@ -78,6 +80,8 @@ def test_25_acl_user_url(locked, spawn, make_app):
 
 @pytest.fixture
 def tls_server(tmp_path: Path):
+    """``(server, tls_port, cert)``: the server's own TLS port when its binary has TLS, else
+    a TLS-terminating proxy in front of its plain port (the bundled valkey-server has none)."""
     openssl = shutil.which("openssl")
     if openssl is None:  # pragma: no cover - documented in docs/reliability.md
         pytest.fail("the TLS test needs the openssl CLI to make a self-signed certificate")
@@ -86,13 +90,24 @@ def tls_server(tmp_path: Path):
                     str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
                    capture_output=True)
+    (tmp_path / "redis").mkdir()
     tls_port = free_port()
     srv = RedisServer(data_dir=str(tmp_path / "redis"), password=PASSWORD, extra_args=[
         "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"])
-    (tmp_path / "redis").mkdir()
-    srv.start()
+    proxy: TLSProxy | None = None
+    try:
+        if os.environ.get("FENNEL_TEST_TLS_PROXY"):
+            raise RuntimeError("the proxy was asked for")
+        srv.start()
+    except RuntimeError:  # the binary has no TLS: it exits at start
+        srv.extra_args = []
+        srv.start()
+        proxy = TLSProxy("127.0.0.1", srv.port, cert, key).start()
+        tls_port = proxy.port
     yield srv, tls_port, cert
+    if proxy is not None:
+        proxy.close()
     srv.kill()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import sys
 from typing import Annotated, Any
@@ -10,7 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from fennel.cli import dlq, ops
-from fennel.cli._loader import load_app
+from fennel.cli._console import fail
+from fennel.cli._loader import AppOption, RedisUrlOption, load_app
 from fennel.cli._logging import configure, flush_logs
 from fennel.exceptions import FennelError
 
@@ -22,35 +24,81 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: flags shown without a value, and readable when piped.
+    rich_markup_mode=None,
 )
 cli.add_typer(dlq.cli, name="dlq")
 cli.command()(ops.health)
 cli.command()(ops.info)
 
-AppOption = Annotated[str, typer.Option("--app", "-a", help="The app, as 'module:attribute'.")]
+
+def _show_version(value: bool) -> None:
+    if value:
+        from fennel import __version__
+
+        typer.echo(f"fennel {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Fennel: run workers, inspect and repair the dead-letter queue."""
+
+
+# Enums, because typer shows their values as the choices and rejects anything else; the
+# settings' Literal types list the same values (checked in the tests).
+class _LogFormat(str, enum.Enum):
+    console = "console"
+    json = "json"
+
+
+class _LogLevel(str, enum.Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class _Pool(str, enum.Enum):
+    thread = "thread"
+    process = "process"
 
 
 @cli.command()
 def worker(
     app: AppOption,
+    redis_url: RedisUrlOption = None,
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", "-c", min=1, help="Jobs run at once (default: the setting).")] = None,
-    pool: Annotated[str | None, typer.Option(
-        "--pool", "-p", help="Where sync tasks run: 'thread' or 'process'.")] = None,
-    log_format: Annotated[str | None, typer.Option(help="'console' or 'json'.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+        "--concurrency", "-c", min=1, metavar="N",
+        help="Jobs run at once (default: the setting).")] = None,
+    pool: Annotated[_Pool | None, typer.Option(
+        "--pool", "-p", help="Where sync tasks run (default: the setting).")] = None,
+    grace_period: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="After SIGTERM/SIGINT, how long running jobs may finish before "
+        "they are handed back to the queue (default: the setting).")] = None,
+    log_format: Annotated[_LogFormat | None, typer.Option(
+        case_sensitive=False,
+        help="Log lines for people or one JSON object per line (default: the setting).")] = None,
+    log_level: Annotated[_LogLevel | None, typer.Option(
+        case_sensitive=False,
+        help="The least severe level logged (default: the setting).")] = None,
     health_port: Annotated[int | None, typer.Option(
-        help="Serve /livez, /readyz and /metrics on this port.")] = None,
+        metavar="PORT", help="Serve /livez, /readyz and /metrics on this port.")] = None,
 ) -> None:
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
 
-    if pool is not None and pool not in ("thread", "process"):
-        raise typer.BadParameter("must be 'thread' or 'process'", param_hint="--pool")
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url, grace_period=grace_period,
+                       log_format=log_format and log_format.value,
+                       log_level=log_level and log_level.value)
     s = the_app.settings
-    configure(log_format or s.log_format, log_level or s.log_level)
-    w = Worker(the_app, concurrency=concurrency, pool=pool, app_spec=app,
+    configure(s.log_format, s.log_level)
+    w = Worker(the_app, concurrency=concurrency, pool=pool and pool.value, app_spec=app,
                health_port=health_port)
     code = run_async(w.run())
     flush_logs()
@@ -62,12 +110,16 @@ def worker(
 
 @cli.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="How many example jobs to enqueue.")] = 20,
+    jobs: Annotated[int, typer.Option(
+        min=1, metavar="N", help="How many example jobs to enqueue.")] = 20,
+    redis_url: Annotated[str | None, typer.Option(
+        "--redis-url", metavar="URL",
+        help="Use this running Redis instead of starting a private one.")] = None,
 ) -> None:
     """Start a private Redis and a worker, run example jobs, and show the results."""
     from fennel.cli._demo import run_demo
 
-    run_demo(jobs)
+    run_demo(jobs, redis_url)
 
 
 def run_async(coro: Any) -> Any:
@@ -75,13 +127,37 @@ def run_async(coro: Any) -> Any:
     try:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
+        uvloop = None
+    # Outside the except clause: a loop started inside it would run every task with the
+    # ImportError as the exception being handled (sys.exc_info(), chained tracebacks).
+    if uvloop is None:
         return asyncio.run(coro)
     return uvloop.run(coro)
 
 
 def main() -> None:
+    """The ``fennel`` command: every error ends as one ``Error:`` line and a non-zero exit."""
     try:
-        cli()
+        code = cli(standalone_mode=False)
     except FennelError as exc:
-        typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
-        raise SystemExit(2) from None
+        fail(str(exc), 2)
+    except _clickexc.UsageError as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP):
+            exc.show()  # the help text, as for --help
+            raise SystemExit(exc.exit_code) from None
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        fail(exc.format_message() + hint, exc.exit_code)
+    except _clickexc.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except _ABORT:
+        fail("Aborted.", 1)
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+# Click's exceptions, from the module typer raises them from: click itself, or the copy that
+# newer typers ship (whose classes are not click's).
+_clickexc: Any = sys.modules[typer.BadParameter.__module__]
+_ABORT: Any = (getattr(_clickexc, "Abort", typer.Abort), typer.Abort)
+# Raised (click >= 8.2) for a group run without arguments; older click prints help and exits.
+_NO_ARGS_IS_HELP: Any = tuple(
+    t for t in (getattr(_clickexc, "NoArgsIsHelpError", None),) if t is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -13,16 +14,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fennel.cli._loader import load_app
+from fennel.cli._console import fail, stdout_console
+from fennel.cli._loader import AppOption, RedisUrlOption, load_app
 from fennel.job import Job
 
-cli = typer.Typer(help="Read, replay or purge the dead-letter queue.", no_args_is_help=True)
+cli = typer.Typer(help="Read, replay or purge the dead-letter queue.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
-AppOption = Annotated[str, typer.Option("--app", "-a", help="The app, as 'module:attribute'.")]
 TaskOption = Annotated[str | None, typer.Option(
-    "--task", "-t", help="Only dead jobs of this task name.")]
+    "--task", "-t", metavar="NAME", help="Only dead jobs of this task name.")]
 IdOption = Annotated[list[str] | None, typer.Option(
-    "--id", help="Only the dead job with this id (repeatable).")]
+    "--id", metavar="ID", help="Only the dead job with this id (repeatable).")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Only list the dead jobs that would be affected; change nothing.")]
 
 
 def _filter(task: str | None, ids: list[str] | None) -> Any:
@@ -35,18 +39,18 @@ def _filter(task: str | None, ids: list[str] | None) -> Any:
 @cli.command()
 def read(app: AppOption, task: TaskOption = None, id: IdOption = None,
          json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-         ) -> None:
+         redis_url: RedisUrlOption = None) -> None:
     """Print every dead job: task, id, arguments and the error of each attempt."""
     from fennel.client import read_dead
 
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url)
     keep = _filter(task, id)
     jobs = [j for j in read_dead(the_app) if keep is None or keep(j)]
     if json:
         for j in jobs:
             typer.echo(orjson.dumps(j.to_dict()).decode())
         return
-    console = Console(highlight=False)
+    console = stdout_console()
     if not jobs:
         console.print(f"The dead-letter queue of app {the_app.name!r} is empty.")
         return
@@ -76,30 +80,64 @@ def _describe(job: Job) -> str:
 
 
 @cli.command()
-def replay(app: AppOption, task: TaskOption = None, id: IdOption = None) -> None:
+def replay(app: AppOption, task: TaskOption = None, id: IdOption = None,
+           dry_run: DryRunOption = False, redis_url: RedisUrlOption = None) -> None:
     """Put dead jobs back on the queue with a fresh retry budget."""
     from fennel.client import replay_dead
 
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url)
+    if dry_run:
+        _report(_matching(the_app, task, id), "would be replayed", "would replay")
+        return
     with _bar("Replaying") as progress:
         jobs = replay_dead(the_app, filter=_filter(task, id), progress=progress)
     _report(jobs, "replayed")
 
 
 @cli.command()
-def purge(app: AppOption, task: TaskOption = None, id: IdOption = None) -> None:
-    """Delete dead jobs for good."""
+def purge(app: AppOption, task: TaskOption = None, id: IdOption = None,
+          dry_run: DryRunOption = False,
+          yes: Annotated[bool, typer.Option(
+              "--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
+          redis_url: RedisUrlOption = None) -> None:
+    """Delete dead jobs for good, after showing how many and asking (or with --yes)."""
     from fennel.client import purge_dead
 
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url)
+    keep = _filter(task, id)
+    if dry_run or not yes:
+        jobs = _matching(the_app, task, id)
+        if dry_run:
+            _report(jobs, "would be purged", "would purge")
+            return
+        if not jobs:
+            typer.echo("No dead job matches: nothing to purge.")
+            return
+        what = f"{len(jobs)} dead job(s) of app {the_app.name!r}"
+        if not sys.stdin.isatty():
+            fail(f"Refusing to purge {what} without confirmation: there is no terminal to "
+                 "ask on. Pass --yes to purge them, or --dry-run to list them.")
+        if not typer.confirm(f"Purge {what} for good?"):
+            typer.echo("Nothing purged.")
+            raise typer.Exit(1)
+        # Exactly the jobs counted: one that died since the question is not purged unseen.
+        wanted = {j.id for j in jobs}
+        keep = lambda job: job.id in wanted  # noqa: E731
     with _bar("Purging") as progress:
-        jobs = purge_dead(the_app, filter=_filter(task, id), progress=progress)
-    _report(jobs, "purged")
+        purged = purge_dead(the_app, filter=keep, progress=progress)
+    _report(purged, "purged")
 
 
-def _report(jobs: list[Job], verb: str) -> None:
+def _matching(app: Any, task: str | None, ids: list[str] | None) -> list[Job]:
+    from fennel.client import read_dead
+
+    keep = _filter(task, ids)
+    return [j for j in read_dead(app) if keep is None or keep(j)]
+
+
+def _report(jobs: list[Job], verb: str, line_verb: str | None = None) -> None:
     for j in jobs:
-        typer.echo(f"{verb} {j.task} {j.id}")
+        typer.echo(f"{line_verb or verb} {j.task} {j.id}")
     typer.echo(f"{len(jobs)} job(s) {verb}.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import socket
 import time
 import urllib.error
@@ -10,40 +11,46 @@ import urllib.request
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fennel._redis_url import mask_url
 from fennel.broker import Broker, QueueStats
-from fennel.cli._loader import load_app
+from fennel.cli._console import stdout_console
+from fennel.cli._loader import AppOption, RedisUrlOption, load_app
 from fennel.exceptions import BrokerError
 
-AppOption = Annotated[str, typer.Option("--app", "-a", help="The app, as 'module:attribute'.")]
+
+class _Check(str, enum.Enum):
+    ready = "ready"
+    live = "live"
 
 
 def health(
     app: AppOption,
-    check: Annotated[str, typer.Option(help="'ready' or 'live'.")] = "ready",
+    check: Annotated[_Check, typer.Option(
+        help="Readiness (Redis and the consumer group) or liveness (also a recent heartbeat "
+             "of a worker on this host).")] = _Check.ready,
     port: Annotated[int | None, typer.Option(
+        metavar="PORT",
         help="Ask the worker's health server on this port (default: the health_port "
              "setting). Without one, Redis is checked directly.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 5.0,
+    timeout: Annotated[float, typer.Option(
+        metavar="SECONDS", help="Seconds before giving up.")] = 5.0,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Exit 0 if the worker on this host is healthy, 1 if not: for Kubernetes exec probes.
 
-    With a health port, the verdict is the worker's own ``/readyz`` or ``/livez``. Without,
-    ``ready`` means Redis answers and the consumer group exists, and ``live`` also needs a
-    worker on this host whose heartbeat (sent from its event loop) is recent.
+    With a health port, the verdict is the worker's own /readyz or /livez. Without, 'ready'
+    means Redis answers and the consumer group exists, and 'live' also needs a worker on this
+    host whose heartbeat (sent from its event loop) is recent.
     """
-    if check not in ("ready", "live"):
-        raise typer.BadParameter("must be 'ready' or 'live'", param_hint="--check")
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url)
     port = port if port is not None else the_app.settings.health_port
     if port:
-        ok, reason = _ask_worker(port, check, timeout)
+        ok, reason = _ask_worker(port, check.value, timeout)
     else:
-        ok, reason = asyncio.run(_ask_redis(the_app, check, timeout))
-    typer.echo(f"{check}: {'ok' if ok else 'FAIL'} ({reason})")
+        ok, reason = asyncio.run(_ask_redis(the_app, check.value, timeout))
+    typer.echo(f"{check.value}: {'ok' if ok else 'FAIL'} ({reason})")
     raise typer.Exit(0 if ok else 1)
 
 
@@ -82,12 +89,12 @@ async def _ask_redis(app: Any, check: str, timeout: float) -> tuple[bool, str]:
     return True, "ok"
 
 
-def info(app: AppOption) -> None:
+def info(app: AppOption, redis_url: RedisUrlOption = None) -> None:
     """Show the app's queue, its workers, and throughput over the last minute."""
-    the_app = load_app(app)
+    the_app = load_app(app, redis_url)
     s = the_app.settings
     stats = asyncio.run(_stats(the_app))
-    console = Console()
+    console = stdout_console()
     summary = Table(title=f"Fennel app {the_app.name!r} on {mask_url(s.redis_url)}")
     for col in ("ready", "in flight", "scheduled", "dead", "workers", "done / last minute"):
         summary.add_column(col, justify="right")
