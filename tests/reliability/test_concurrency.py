@@ -156,7 +156,7 @@ def test_a_suspect_waiting_for_isolation_does_not_stall_other_workers(server, co
     quick = conc_app.tasks["conc.quick"].map([(f"q{i}",) for i in range(50)])
     assert [h.get(timeout=60) for h in quick] == [f"q{i}" for i in range(50)]
     took = time.monotonic() - t0
-    assert took < 4, f"50 quick jobs took {took:.1f}s while a suspect waited"
+    assert took < 5, f"50 quick jobs took {took:.1f}s while a suspect waited"
     assert long_job.get(timeout=60) == "neighbour"
     assert suspect.get(timeout=60) == "suspect"
     starts = {k: (p, t) for k, p, t in read_marks(marks, "start")}
