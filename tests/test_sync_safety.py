@@ -44,6 +44,7 @@ def test_every_sync_entry_point_refuses_inside_a_running_loop():
     calls: dict[str, Callable[[], Any]] = {
         "delay": lambda: quick.delay("x"),
         "options.delay": lambda: quick.options(on_success=quick.s()).delay("x"),
+        "signature.delay": lambda: quick.s("x").delay(),
         "map": lambda: quick.map([("x",)]),
         "delay_many": lambda: app.delay_many([(quick, ("x",), {})]),
         "get": lambda: handle.get(timeout=5),
