@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -60,8 +60,10 @@ class Event(dict[str, Any]):
         for key, value in self.items():
             if key == "event" or key == "exc_info":
                 continue
-            text = value if isinstance(value, str) else repr(value)
-            if isinstance(value, str) and (not value or any(c in value for c in " \t\n=\"'")):
+            if isinstance(value, str):
+                quote = not value or any(c in value for c in " \t\n=\"'")
+                text = repr(value) if quote else value
+            else:
                 text = repr(value)
             parts.append(f"{key}={text}")
         return " ".join(parts)
@@ -106,8 +108,12 @@ class FennelLogger(structlog.BoundLoggerBase):
             self._emit(logging.ERROR, "exception", event, kw)
 
     def _emit(self, level: int, method: str, event: str, kw: dict[str, Any]) -> None:
-        _args, fields = self._process_event(method, event, kw)
-        ev = Event(fields)
+        std = self._logger
+        ev = Event(self._context)
+        ev.update(kw)
+        ev["event"] = event
+        for processor in self._processors:
+            processor(std, method, ev)
         exc = ev.get("exc_info")
         if exc is not None:
             # Resolved here, in the thread that is handling the exception: handlers may
@@ -117,7 +123,6 @@ class FennelLogger(structlog.BoundLoggerBase):
                 del ev["exc_info"]
             else:
                 ev["exc_info"] = exc
-        std = self._logger
         # The record is made directly: the caller's file and line, which the stdlib would
         # look up by walking the stack, would only ever name this module.
         record = std.makeRecord(std.name, level, "(unknown file)", 0, ev, (), exc)
@@ -138,6 +143,7 @@ def _exc_info(value: Any) -> Any:
     return None
 
 
+#: each updates the event in place (so that it stays an Event)
 _PROCESSORS: Sequence[Any] = (structlog.contextvars.merge_contextvars, mask_secrets)
 
 
@@ -147,5 +153,4 @@ def get_logger(name: str, **initial: Any) -> FennelLogger:
     >>> log = get_logger("fennel.worker")
     >>> log.info("worker.started", concurrency=8)  # a record of logger 'fennel.worker'
     """
-    context: Mapping[str, Any] = dict(initial)
-    return FennelLogger(logging.getLogger(name), list(_PROCESSORS), dict(context))
+    return FennelLogger(logging.getLogger(name), list(_PROCESSORS), dict(initial))
