@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fennel import App
+from fennel import App, Middleware
+from fennel.job import Job
 from tests.reliability.apps import mark, quick_backoff, runs_so_far, work
 
 
@@ -54,6 +55,20 @@ def always_fails(key: str) -> None:
     raise RuntimeError("nope")
 
 
+def spoiled_by_middleware(key: str) -> None:
+    mark("run", key)
+    raise RuntimeError("fails, then a middleware spoils the job's headers")
+
+
+class SpoilHeaders(Middleware):
+    """Puts a value no envelope can carry into a failed job's headers (a buggy middleware):
+    its retry cannot be encoded."""
+
+    def on_failure(self, app: App[Any], job: Job, error: BaseException) -> None:
+        if job.task == "rel.out.spoiled_by_middleware":
+            job.headers["spoiled"] = object()
+
+
 def build(url: str | None = None, name: str | None = None, **settings: Any) -> App[Any]:
     settings.setdefault("retry_backoff", quick_backoff)
     app: App[Any] = App(name or os.environ.get("FENNEL_TEST_APP", "rel"), redis_url=url,
@@ -65,6 +80,8 @@ def build(url: str | None = None, name: str | None = None, **settings: Any) -> A
     app.task(name="rel.out.nan_result")(nan_result)
     app.task(name="rel.out.inf_in_result")(inf_in_result)
     app.task(name="rel.out.always_fails", retries=1)(always_fails)
+    app.task(name="rel.out.spoiled_by_middleware", retries=2)(spoiled_by_middleware)
+    app.add_middleware(SpoilHeaders())
     return app
 
 

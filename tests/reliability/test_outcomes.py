@@ -142,6 +142,25 @@ def test_30_an_exception_whose_repr_raises_is_one_recorded_failure(server, worke
     r.close()
 
 
+def test_30_a_retry_that_cannot_be_encoded_is_one_recorded_failure(server, worker, client,
+                                                                 marks):
+    app = client(server.url)
+    worker(server.url)
+    r = redis.Redis.from_url(server.url)
+    h = app.tasks["rel.out.spoiled_by_middleware"].delay("spoiled")
+    with pytest.raises(TaskFailed) as info:
+        h.get(timeout=30)
+    assert info.value.original_type == "UnrecordableOutcome"
+    assert "could not be recorded" in str(info.value.original_args)
+    settled_entry(r, h.job_id)
+    assert r.xpending(Q, "fennel")["pending"] == 0
+    assert runs(marks, "spoiled") == 1
+    ((_eid, fields),) = r.xrange(DEAD)
+    assert fields[b"id"].decode() == h.job_id
+    assert orjson.loads(fields[b"j"])["args"] == ["spoiled"]  # the job as it was delivered
+    r.close()
+
+
 @pytest.mark.parametrize("field", [
     {"max_retries": 18446744073709551616},   # an integer over 64 bits, read as a float
     {"tries": 2**70},
