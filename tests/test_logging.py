@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,13 +136,29 @@ def test_worker_keeps_working_and_stops_on_sigterm_with_a_full_log_pipe():
 
 def test_log_records_beyond_the_queue_limit_are_dropped_and_counted():
     q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    handler = _DroppingQueueHandler(q, limit=2)
+    handler = _DroppingQueueHandler(q, limit=2, direct=lambda _record: False,
+                                    wake=threading.Event())
     logger = logging.Logger("fennel.test.drop")
     logger.addHandler(handler)
     for i in range(5):
         logger.warning("line %d", i)
     assert q.qsize() == 2 and handler.dropped == 3
     assert [q.get().msg for _ in range(2)] == ["line 0", "line 1"]  # arguments merged early
+
+
+def test_a_line_the_sink_can_take_is_written_before_the_call_returns():
+    # A worker killed by its job right after logging must not lose what it logged last.
+    r, w = os.pipe()
+    writer = _Writer(w, formatter("json"))
+    try:
+        logger = logging.Logger("fennel.test.direct")
+        logger.addHandler(writer.handler)
+        logger.warning("job.started")
+        os.set_blocking(r, False)
+        assert b'"job.started"' in os.read(r, 65536)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_the_writer_survives_a_closed_pipe():

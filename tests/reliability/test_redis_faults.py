@@ -114,7 +114,7 @@ def test_12_connection_dropped_during_a_blocking_read(server, spawn, make_app, m
         t0 = time.monotonic()
         assert gather(handles, timeout=15) == ["k0", "k1", "k2"]
         assert time.monotonic() - t0 < 10  # well inside the 20 s lease
-        assert w.named("worker.orphans_adopted")
+        w.wait_for("worker.orphans_adopted", timeout=10)
         jobs = {h.job_id: f"k{i}" for i, h in enumerate(handles)}
         v = oracle(server.url, APP, jobs, marks)
         assert not v.lost and not v.unexpected and v.duplicates == 0, v

@@ -3,11 +3,14 @@
 Every record, Fennel's and any other library's (redis-py, asyncio, the app's own), goes
 through the root logger to one handler and comes out in one format: JSON lines or console.
 
-The worker must never depend on its log sink. The root handler only puts the record on a
-bounded queue (dropping and counting records when it is full); a background thread formats
-and writes them, ignoring write errors. So a closed pipe (``| head -1``), a full pipe nobody
-reads or a slow disk can cost log lines, but never blocks the event loop, a signal handler or
-a job.
+The worker must never depend on its log sink. A record is written at once only when that
+cannot block: nothing is waiting before it, no other thread is writing, the sink reports room
+for it, and the line fits in one atomic pipe write. Otherwise it goes on a bounded queue
+(dropped and counted when that is full) that a background thread writes out, ignoring write
+errors. So a closed pipe (``| head -1``), a full pipe nobody reads or a slow disk can cost log
+lines, but never blocks the event loop, a signal handler or a job; and in the common case each
+line is out before the next statement runs, so the last lines of a worker killed by a job
+(``job.started`` of that job) are not lost with it.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import logging
 import logging.handlers
 import os
 import queue
+import select
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -45,12 +50,22 @@ _writer: _Writer | None = None
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
     """Queues records for the writer thread; never blocks and never raises."""
 
-    def __init__(self, q: queue.SimpleQueue[Any], limit: int) -> None:
+    def __init__(self, q: queue.SimpleQueue[Any], limit: int,
+                 direct: Callable[[logging.LogRecord], bool], wake: threading.Event) -> None:
         super().__init__(q)
         self._queue = q
         self.limit = limit
+        self._direct = direct
+        self._wake = wake
         #: records dropped because the writer was too far behind
         self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if not self._direct(record):
+                self.enqueue(self.prepare(record))
+        except Exception:
+            self.handleError(record)
 
     def handle(self, record: logging.LogRecord) -> Any:
         if self.filters:
@@ -76,6 +91,7 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
         else:
             self._queue.put_nowait(record)
+            self._wake.set()
 
     def handleError(self, record: logging.LogRecord) -> None:
         # The stdlib would print to sys.stderr, which is the very sink that may be blocked.
@@ -95,7 +111,11 @@ class _Writer:
         self.fd = fd
         self.formatter = formatter
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.handler = _DroppingQueueHandler(self.queue, QUEUE_SIZE)
+        self._wake = threading.Event()
+        #: held while writing; whoever holds it writes everything taken off the queue first,
+        #: so lines come out in the order they were logged
+        self._io = threading.Lock()
+        self.handler = _DroppingQueueHandler(self.queue, QUEUE_SIZE, self._direct, self._wake)
         #: records taken off the queue (written or not)
         self.done = 0
         #: records that could not be rendered, and writes that failed
@@ -105,18 +125,51 @@ class _Writer:
                                         daemon=True)
         self._thread.start()
 
+    def _direct(self, record: logging.LogRecord) -> bool:
+        """Write ``record`` now if that cannot block (see the module docstring); else False."""
+        if not self.queue.empty() or not self._io.acquire(blocking=False):
+            return False
+        try:
+            if not self.queue.empty():
+                return False
+            try:
+                _r, ready, _x = select.select((), (self.fd,), (), 0)
+            except (OSError, ValueError):
+                return False
+            if not ready:
+                return False  # a full pipe: the writer thread waits for room instead
+            try:
+                line = (self.formatter.format(record) + "\n").encode("utf-8", "replace")
+            except Exception:
+                self.failed += 1
+                return True
+            if len(line) > select.PIPE_BUF:
+                return False  # might not fit at once
+            self._write(line)
+            return True
+        finally:
+            self._io.release()
+
     def _run(self) -> None:
         q = self.queue
         while True:
-            batch = [q.get()]
+            self._wake.wait()
+            self._wake.clear()
             # Let a burst gather rather than waking up for every record: each wake-up takes
             # the GIL from the event loop in the middle of its work.
             time.sleep(_GATHER)
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
+            with self._io:
+                while not q.empty():
+                    self._write_batch(q)
+
+    def _write_batch(self, q: queue.SimpleQueue[Any]) -> None:
+        batch: list[Any] = []
+        while len(batch) < _BATCH:
+            try:
+                batch.append(q.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
             lines: list[str] = []
             for item in batch:
                 if isinstance(item, logging.LogRecord):
@@ -155,6 +208,7 @@ class _Writer:
         """Wait until what is queued now is written, or the writer makes no progress."""
         mark = threading.Event()
         self.queue.put(mark)
+        self._wake.set()
         deadline = time.monotonic() + timeout
         seen = -1
         while time.monotonic() < deadline:
