@@ -10,6 +10,27 @@
 -- was recorded already (a retried call whose first reply was lost).
 -- Order: the first write is a HSET (refused under maxmemory), so a job is never acked
 -- without its outcome; once one write succeeded Redis lets the script finish.
+-- True when the consumer group that delivered ENTRY is gone: it was recreated (Redis lost
+-- its data, or the group was destroyed) and the new group has not handed ENTRY out, since
+-- its last-delivered id is older. The job's record is then all that is left of it, so the
+-- outcome is recorded there without an acknowledgement (there is nothing to acknowledge),
+-- and the entry, if the stream still has it, is deleted so the new group never runs it again.
+-- An entry not pending but at or below the last-delivered id was acknowledged by whoever
+-- owned it in this group: a worker that lost its lease, which stays fenced out.
+local function group_lost(stream, group, entry)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f['name'] == group then
+      local lm, ls = string.match(f['last-delivered-id'], '^(%d+)-(%d+)$')
+      local em, es = string.match(entry, '^(%d+)-(%d+)$')
+      if not em then return false end
+      lm, ls, em, es = tonumber(lm), tonumber(ls), tonumber(em), tonumber(es)
+      return em > lm or (em == lm and es > ls)
+    end
+  end
+  return false
+end
 if ARGV[11] == '1' then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
   if #p == 0 then
@@ -18,9 +39,10 @@ if ARGV[11] == '1' then
     if redis.call('HGET', KEYS[2], 'by') == ARGV[2] .. '/' .. ARGV[3] then
       return -1
     end
-    return 0
-  end
-  if p[1][2] ~= ARGV[2] then
+    if not group_lost(KEYS[1], ARGV[1], ARGV[3]) then
+      return 0
+    end
+  elseif p[1][2] ~= ARGV[2] then
     return 0
   end
 end
