@@ -109,12 +109,15 @@ class Settings:
                  "None or a port number (0 picks a free port)")
         _require(self, "retry_backoff", callable, "a callable (retries) -> seconds")
         _require(self, "results_enabled", lambda v: isinstance(v, bool), "True or False")
-        if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ConfigurationError(
-                "redis_url", "<masked>", "a URL starting with redis://, rediss:// or unix://"
-            )
+        from fennel._redis_url import mask_url, url_problem
+
+        if not isinstance(self.redis_url, str):
+            raise ConfigurationError("redis_url", "<masked>", "a URL starting with redis://, "
+                                     "rediss:// or unix://")
+        problem = url_problem(self.redis_url)
+        if problem is not None:
+            # The value is shown masked: a malformed URL is often one whose password broke it.
+            raise ConfigurationError("redis_url", mask_url(self.redis_url), problem)
 
     @property
     def startup_deadline(self) -> float:

@@ -5,6 +5,7 @@ succeeds, single calls and pipelined ones, for sync and async apps."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,8 +15,9 @@ import redis
 
 from fennel.client import gather
 from fennel.job import Status
-from fennel.testing import RedisServer
+from fennel.testing import RedisServer, free_port
 from tests.reliability.conftest import wait_until
+from tests.reliability.faultproxy import FaultProxy
 
 #: The test process's connections carry this name, so the idle-timeout fault can wait until
 #: the server has reaped exactly those.
@@ -110,3 +112,67 @@ def test_28_async_calls_heal_after_stale_connections(fault, aof_server, spawn, m
         await app.aclose()
 
     asyncio.run(main())
+
+
+# -- worker start-up -------------------------------------------------------------------------
+
+SECRET = "s3cret-Start"
+
+
+@pytest.fixture
+def locked(tmp_path):
+    srv = RedisServer(data_dir=str(tmp_path / "locked"), password=SECRET)
+    (tmp_path / "locked").mkdir()
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def _startup_failure(w: Any, reason: str, bound: float) -> dict[str, Any]:
+    t0 = time.monotonic()
+    code = w.wait(timeout=bound + 20)
+    assert code != 0
+    assert time.monotonic() - t0 < bound + 10
+    failed = w.wait_for("worker.startup_failed", 1)
+    assert failed["reason"] == reason, failed
+    assert all(e["reason"] == reason for e in w.named("worker.connect_failed"))
+    text = "\n".join(w.raw)
+    assert SECRET not in text and "***" in failed["redis"], text[-2000:]
+    return failed
+
+
+def test_worker_with_a_wrong_password_says_so_and_exits(locked, spawn):
+    bad = f"redis://:wrong-{SECRET}@127.0.0.1:{locked.port}/0"
+    w = spawn(bad, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1"})
+    failed = _startup_failure(w, "authentication refused", 3 * 1.0)
+    assert "refused the credentials" in failed["error"]
+    assert "Cannot reach" not in failed["error"]
+
+
+def test_worker_with_unreachable_redis_says_so_and_exits(spawn):
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1"})
+    failed = _startup_failure(w, "unreachable", 3 * 1.0)
+    assert "Cannot reach Redis" in failed["error"]
+
+
+def test_worker_facing_a_silent_redis_gives_up_within_its_startup_timeout(server, spawn):
+    with FaultProxy("127.0.0.1", server.port, password=SECRET) as proxy:
+        proxy.blackhole = True  # accepts connections, never answers
+        w = spawn(proxy.url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1",
+                                               "FENNEL_SOCKET_TIMEOUT": "30",
+                                               "FENNEL_STARTUP_TIMEOUT": "3"})
+        _startup_failure(w, "unreachable", 3.0)
+
+
+def test_worker_may_wait_for_redis_for_ever(spawn):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1",
+                                     "FENNEL_STARTUP_TIMEOUT": "inf"})
+    # Well past 3 x connect_timeout it still waits; then Redis comes and it starts.
+    wait_until(lambda: len(w.named("worker.connect_failed")) >= 8, 30,
+               what="the worker to keep retrying")
+    assert w.proc.poll() is None
+    with RedisServer(port=port):
+        w.wait_for("worker.started", 30)

@@ -4,6 +4,7 @@ slot is busy costs no job and no worker."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -113,3 +114,55 @@ def test_29_redis_loses_its_data_while_every_slot_is_busy(fault, server, spawn, 
     noise = [e for e in w.events if e.get("level") in ("warning", "error")]
     assert len(noise) < 20, noise[-10:]
     assert w.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_heartbeat_never_removes_a_consumer_whose_read_just_landed(server, make_app):
+    """A consumer that looks dead (no heartbeat, nothing pending, idle over a minute) reads
+    an entry at the worst moment: between the heartbeat's check and its delete. The entry
+    must stay in the pending list, owned by that consumer."""
+    from fennel.keys import GROUP
+    from fennel.worker import Worker
+
+    app = make_app(server.url)
+    q = app.keys.queue
+
+    async def main() -> None:
+        w = Worker(app, install_signal_handlers=False, concurrency=1)
+        r = w.broker.redis
+        await w.broker.ensure_group()
+        await r.xgroup_createconsumer(q, GROUP, "ghost")  # the consumer, with nothing
+
+        async def ghost_idle() -> bool:
+            return any(c["name"] == b"ghost" and c["idle"] > 61_000
+                       for c in await r.xinfo_consumers(q, GROUP))
+
+        deadline = time.monotonic() + 120
+        while not await ghost_idle():
+            assert time.monotonic() < deadline, "the ghost consumer never went idle"
+            await asyncio.sleep(1)
+        entry = (await r.xadd(q, {"j": b"{}"})).decode()
+        delivered: list[Any] = []
+
+        async def ghost_reads() -> None:
+            delivered.extend(await r.xreadgroup(GROUP, "ghost", {q: ">"}, count=1))
+
+        # The read lands inside the heartbeat's check-then-delete, wherever the heartbeat
+        # makes that a separate round trip.
+        real_delete = r.xgroup_delconsumer
+
+        async def delete_after_the_read(*args: Any, **kwargs: Any) -> Any:
+            if not delivered:
+                await ghost_reads()
+            return await real_delete(*args, **kwargs)
+
+        r.xgroup_delconsumer = delete_after_the_read  # type: ignore[method-assign]
+        await w._heartbeat()
+        if not delivered:
+            await ghost_reads()
+        pending = await r.xpending_range(q, GROUP, "-", "+", 10)
+        assert [(p["message_id"].decode(), p["consumer"]) for p in pending] == [
+            (entry, b"ghost")]
+        await w.broker.aclose()
+
+    asyncio.run(main())
