@@ -5,6 +5,9 @@ succeeds, single calls and pipelined ones, for sync and async apps."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -176,3 +179,96 @@ def test_worker_may_wait_for_redis_for_ever(spawn):
     assert w.proc.poll() is None
     with RedisServer(port=port):
         w.wait_for("worker.started", 30)
+
+
+# -- clients do not leak ---------------------------------------------------------------------
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_each_asyncio_run_leaves_no_client_behind(server, spawn, make_app):
+    spawn(server.url, "--concurrency", "4")
+    app = make_app(server.url, interface="async")
+    work = app.tasks["rel.work"]
+
+    async def script(i: int) -> None:  # a script, a CLI command, a per-request loop
+        h = await work.delay(f"r{i}")
+        assert await h.get(timeout=20) == f"r{i}"
+        assert await h.status() is Status.SUCCESS
+
+    asyncio.run(script(-1))
+    gc.collect()
+    before = _open_fds()
+    for i in range(50):
+        asyncio.run(script(i))
+    gc.collect()
+    assert _open_fds() - before <= 3, (before, _open_fds())
+    assert len(app._clients) == 0
+
+    async def explicit() -> None:
+        async with app:
+            await work.delay("x")
+            assert len(app._clients) == 1
+        assert len(app._clients) == 0
+        await work.delay("y")  # a fresh client after an explicit close
+        await app.aclose()
+
+    asyncio.run(explicit())
+    gc.collect()
+    assert _open_fds() - before <= 3, (before, _open_fds())
+
+
+# -- waiting does not poll -------------------------------------------------------------------
+
+def _calls(r: redis.Redis, command: str) -> int:
+    stats = r.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_waiting_handles_are_not_polled(server, spawn, make_app):
+    app = make_app(server.url)
+    n = 2000
+    handles = app.tasks["rel.work"].map([(f"k{i}",) for i in range(n)])  # no worker yet
+    r = redis.Redis.from_url(server.url, socket_timeout=10)
+    box: dict[str, Any] = {}
+
+    def waiter() -> None:
+        box["values"] = gather(handles, timeout=120)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    # The waiters' first reads are done once every one was read once.
+    wait_until(lambda: _calls(r, "hmget") >= n, 30, what="the first status reads")
+    start, t0 = _calls(r, "hmget"), time.monotonic()
+    wait_until(lambda: time.monotonic() - t0 > 7, 10, step=0.2)  # 3 sweep intervals and more
+    polled = _calls(r, "hmget") - start
+    assert polled < n / 10, f"{polled} status reads while {n} handles waited 7 s"
+    spawn(server.url, "--concurrency", "16")
+    t.join(120)
+    assert box.get("values") == [f"k{i}" for i in range(n)]
+    r.close()
+
+
+def test_a_record_that_vanishes_under_a_waiter_still_ends_the_wait(server, make_app):
+    app = make_app(server.url)
+    h = app.tasks["rel.work"].delay("never-run")
+    r = redis.Redis.from_url(server.url, socket_timeout=10)
+    t0 = time.monotonic()
+    box: dict[str, Any] = {}
+
+    def waiter() -> None:
+        try:
+            h.get()
+        except Exception as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_until(lambda: _calls(r, "hmget") >= 1, 10)
+    r.delete(f"fennel:{{{app.name}}}:job:{h.job_id}")
+    t.join(15)
+    assert not t.is_alive()
+    assert type(box["error"]).__name__ == "ResultMissing"
+    assert time.monotonic() - t0 < 10
+    r.close()

@@ -149,7 +149,8 @@ class Broker:
         return self._redis
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        """Close every connection of the pool (the client does not own a pool it was given)."""
+        await self._redis.aclose(close_connection_pool=True)
 
     def translate(self, exc: BaseException, doing: str) -> BaseException:
         """A Fennel error for a redis-py error raised while ``doing`` something."""
@@ -350,8 +351,15 @@ class Broker:
             for job_id in job_ids
         )))
 
+    async def count_jobs(self, job_ids: Sequence[str]) -> int:
+        """How many of these jobs still have a record, in one command."""
+        return int(await self._coalescer.call(
+            "!EXISTS", [self.keys.job(j) for j in job_ids], ()))
+
     def pubsub(self) -> PubSub:
-        return self._redis.pubsub(ignore_subscribe_messages=True)
+        """A pub/sub connection that also returns subscribe confirmations, so a subscriber
+        can wait until Redis confirmed it."""
+        return self._redis.pubsub(ignore_subscribe_messages=False)
 
     async def ping(self) -> None:
         await self._guard("connecting", self._redis.ping)
