@@ -92,6 +92,21 @@ def test_28_sync_calls_heal_after_stale_connections(fault, aof_server, spawn, ma
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_28_first_wait_after_the_fault_subscribes_on_a_fresh_connection(fault, aof_server,
+                                                                        spawn, make_app):
+    app = make_app(f"{aof_server.url}?client_name={PROBE}")
+    work = app.tasks["rel.work"]
+    handles = [work.delay(f"w{i}") for i in range(3)]
+    assert [h.status() for h in handles] == [Status.SENT] * 3
+    spawn(aof_server.url, "--concurrency", "4")
+    FAULTS[fault](aof_server)
+    # The first call after the fault starts the listener: its subscription is what meets a
+    # dead pooled connection.
+    assert handles[0].get(timeout=20) == "w0"
+    assert gather(handles, timeout=20) == ["w0", "w1", "w2"]
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_28_async_calls_heal_after_stale_connections(fault, aof_server, spawn, make_app):
     spawn(aof_server.url, "--concurrency", "4")
     app = make_app(f"{aof_server.url}?client_name={PROBE}", interface="async")
@@ -272,3 +287,22 @@ def test_a_record_that_vanishes_under_a_waiter_still_ends_the_wait(server, make_
     assert type(box["error"]).__name__ == "ResultMissing"
     assert time.monotonic() - t0 < 10
     r.close()
+
+
+def test_an_enqueue_whose_reply_is_lost_is_retried_once_written(server, spawn, make_app,
+                                                                marks):
+    from fennel.broker.redis import _SCRIPTS
+    from tests.reliability.conftest import oracle
+
+    with FaultProxy("127.0.0.1", server.port) as proxy:
+        app = make_app(proxy.url)
+        work = app.tasks["rel.work"]
+        assert work.delay("warm").status() is not Status.UNKNOWN
+        # Redis runs the enqueue script; its reply is lost with the connection.
+        proxy.lose_reply(_SCRIPTS["enqueue"][1].encode())
+        h = work.delay("once")  # no error: retried, and the script is idempotent by id
+        assert proxy.lost_replies == 1
+        spawn(server.url)
+        assert h.get(timeout=20) == "once"
+    v = oracle(server.url, "rel", {h.job_id: "once"}, marks)
+    assert v.executions["once"] == 1 and not v.lost, v

@@ -356,10 +356,28 @@ class Broker:
         return int(await self._coalescer.call(
             "!EXISTS", [self.keys.job(j) for j in job_ids], ()))
 
-    def pubsub(self) -> PubSub:
-        """A pub/sub connection that also returns subscribe confirmations, so a subscriber
-        can wait until Redis confirmed it."""
-        return self._redis.pubsub(ignore_subscribe_messages=False)
+    async def subscribe(self, channel: str) -> PubSub:
+        """A pub/sub connection subscribed to ``channel``, returned once Redis confirmed the
+        subscription: from then on every message published there reaches it. A dead pooled
+        connection is replaced at once, as for any call that is safe to repeat."""
+
+        async def attempt() -> PubSub:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=False)
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=self.socket_timeout)
+                    if msg is not None and msg.get("type") == "subscribe":
+                        return pubsub
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+
+        try:
+            return await self._run(attempt)
+        except (rexc.RedisError, OSError) as exc:
+            raise self.translate(exc, "subscribing to job completions") from exc
 
     async def ping(self) -> None:
         await self._guard("connecting", self._redis.ping)

@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 
 import structlog
-from redis import exceptions as rexc
 from redis.asyncio.client import PubSub
 
 from fennel._asyncio import cancel_requested, stop_tasks
@@ -93,22 +92,10 @@ class ResultListener:
             self._task = asyncio.get_running_loop().create_task(self._run(pubsub))
 
     async def _subscribe(self) -> PubSub:
-        pubsub = self._broker.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-            # SUBSCRIBE goes out on its own connection: until Redis confirms it, a completion
-            # published now would be missed, and a status read on another connection could
-            # overtake it. Waiters read status only after this.
-            async with self._broker.deadline():
-                while True:
-                    msg = await pubsub.get_message(timeout=self._broker.socket_timeout)
-                    if msg is not None and msg.get("type") == "subscribe":
-                        break
-        except (rexc.RedisError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            raise self._broker.translate(exc, "subscribing to job completions") from exc
-        return pubsub
+        # SUBSCRIBE goes out on its own connection: until Redis confirms it, a completion
+        # published now would be missed, and a status read on another connection could
+        # overtake it. The broker returns only once it is confirmed; waiters read after that.
+        return await self._broker.subscribe(self._channel)
 
     async def _run(self, pubsub: PubSub) -> None:
         delay = 0.05

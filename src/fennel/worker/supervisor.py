@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
-from fennel._asyncio import stop_tasks
+from fennel._asyncio import cancel_requested, stop_tasks
 from fennel.broker import Broker, DeliveredEntry
 from fennel.exceptions import AuthenticationFailed, BrokerError, ConnectionFailed
 from fennel.keys import GROUP
@@ -319,6 +319,8 @@ class Worker:
                 lost = await self.broker.renew(self.consumer, ids, self._stall_ms,
                                                timeout=deadline)
             except BrokerError as exc:
+                if cancel_requested():  # a cancel swallowed below (see loops.every)
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 if failures == 1:
                     log.warning("worker.renew_failed", error=str(exc), in_flight=len(ids),

@@ -5,14 +5,21 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] results ttl (s), ARGV[4] job key prefix,
 -- then per job: entry id, job id, result JSON, reply channel or ''
 -- The job keys share the queue's hash tag, so they live in its Cluster slot.
--- True when the consumer group that delivered ENTRY is gone: it was recreated (Redis lost
--- its data, or the group was destroyed) and the new group has not handed ENTRY out, since
--- its last-delivered id is older. The job's record is then all that is left of it, so the
--- outcome is recorded there without an acknowledgement (there is nothing to acknowledge),
--- and the entry, if the stream still has it, is deleted so the new group never runs it again.
--- An entry not pending but at or below the last-delivered id was acknowledged by whoever
--- owned it in this group: a worker that lost its lease, which stays fenced out.
-local function group_lost(stream, group, entry)
+-- True when the consumer group that delivered ENTRY is gone, so that nobody else can hold
+-- it: Redis lost its data (the job's record went with it) or the group was destroyed and
+-- recreated (the new group's last-delivered id is older than ENTRY: it never handed ENTRY
+-- out). The job's record is then all that is left, so the outcome is recorded there without
+-- an acknowledgement (there is nothing to acknowledge), and the entry, if the stream still
+-- has it, is deleted so the new group never runs it again. Otherwise an entry pending nowhere
+-- was finished by whoever owned it after us (its record names this entry): fenced out.
+local function group_lost(stream, group, entry, job)
+  local by = redis.call('HGET', job, 'by')
+  if by and string.sub(by, -#entry - 1) == '/' .. entry then
+    return false
+  end
+  if redis.call('EXISTS', job) == 0 then
+    return true
+  end
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
     local f = {}
     for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
@@ -34,7 +41,7 @@ for i = 5, #ARGV, 4 do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)
   if #p == 0 and redis.call('HGET', key, 'by') == by .. entry then
     out[#out + 1] = -1
-  elseif #p == 0 and not group_lost(KEYS[1], ARGV[1], entry) then
+  elseif #p == 0 and not group_lost(KEYS[1], ARGV[1], entry, key) then
     out[#out + 1] = 0
   elseif #p > 0 and p[1][2] ~= ARGV[2] then
     out[#out + 1] = 0
