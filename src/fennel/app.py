@@ -226,12 +226,30 @@ class App(Generic[I]):
         _portal.call(self.aclose)
 
     async def aclose(self) -> None:
-        """Close this app's connections on the running event loop (async code)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        """Close this app's connections on the running event loop (async code).
+
+        Optional: a loop's client is closed anyway when ``asyncio.run()`` (or any runner)
+        finishes the loop. A later call on the loop opens a new client.
+        """
+        client = self._clients.get(asyncio.get_running_loop())
         if client is not None:
-            if client is self._sync_client:
-                self._sync_client = None
+            self.forget_client(client)
             await client.aclose()
+
+    async def __aenter__(self) -> App[I]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """``async with app:`` closes the app's connections on this loop at the end."""
+        await self.aclose()
+
+    def forget_client(self, client: AsyncClient) -> None:
+        """Stop handing out ``client`` (it is being closed)."""
+        loop = client.loop
+        if loop is not None and self._clients.get(loop) is client:
+            del self._clients[loop]
+        if client is self._sync_client:
+            self._sync_client = None
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ The tree::
     ├── UnknownTask                              a task name is not in the app's registry
     ├── BrokerError                              Redis refused or could not be reached
     │   ├── ConnectionFailed (also ConnectionError)
+    │   │   └── AuthenticationFailed             Redis refused the URL's credentials
     │   └── OutOfMemory                          Redis is at ``maxmemory``; nothing was written
     ├── ResultError
     │   ├── TaskFailed                           the task failed for good (DLQ)
@@ -30,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "AppNotFound",
+    "AuthenticationFailed",
     "BrokerError",
     "ConfigurationError",
     "ConnectionFailed",
@@ -83,6 +85,11 @@ class BrokerError(FennelError):
 
 class ConnectionFailed(BrokerError, ConnectionError):
     """Redis could not be reached (refused, timed out, or the connection dropped)."""
+
+
+class AuthenticationFailed(ConnectionFailed):
+    """Redis refused the username or password of the URL (or the user may not run a command
+    Fennel needs). Waiting does not help: fix the credentials or the ACL."""
 
 
 class OutOfMemory(BrokerError):

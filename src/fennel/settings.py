@@ -69,6 +69,10 @@ class Settings:
     connect_timeout: float = 5.0
     #: Seconds any single Redis command may take before failing.
     socket_timeout: float = 10.0
+    #: Seconds a starting worker keeps trying to reach Redis before it exits with an error
+    #: (``None``: ``3 * connect_timeout``; ``inf``: for ever, for orchestrators that prefer a
+    #: waiting worker to a restarting one). Refused credentials are reported as such.
+    startup_timeout: float | None = None
     #: Seconds between checks for due retries and delayed jobs.
     schedule_interval: float = 0.1
     #: Port of the worker's HTTP server for ``/livez``, ``/readyz`` and ``/metrics``
@@ -92,18 +96,35 @@ class Settings:
             _require(self, name, lambda v: _is_number(v) and v > 0, "a number > 0")
         _require(self, "task_timeout", lambda v: v is None or (_is_number(v) and v > 0),
                  "None or a number > 0")
+        _require(self, "startup_timeout", lambda v: v is None or (_is_number(v) and v > 0),
+                 "None (3 * connect_timeout), a number > 0, or inf (retry for ever)")
+        # Leases are renewed every lease_timeout/3, each renewal bounded by a deadline derived
+        # from the lease (never by socket_timeout), so any lease of a second or so holds with
+        # every other setting. Below this, a renewal has no time left for a round trip.
+        _require(self, "lease_timeout", lambda v: v >= 0.5,
+                 "a number >= 0.5: renewals every lease_timeout/3 need time for a round trip")
         _require(self, "health_port",
                  lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
                                          and 0 <= v < 65536),
                  "None or a port number (0 picks a free port)")
         _require(self, "retry_backoff", callable, "a callable (retries) -> seconds")
         _require(self, "results_enabled", lambda v: isinstance(v, bool), "True or False")
-        if not isinstance(self.redis_url, str) or not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ConfigurationError(
-                "redis_url", "<masked>", "a URL starting with redis://, rediss:// or unix://"
-            )
+        from fennel._redis_url import mask_url, url_problem
+
+        if not isinstance(self.redis_url, str):
+            raise ConfigurationError("redis_url", "<masked>", "a URL starting with redis://, "
+                                     "rediss:// or unix://")
+        problem = url_problem(self.redis_url)
+        if problem is not None:
+            # The value is shown masked: a malformed URL is often one whose password broke it.
+            raise ConfigurationError("redis_url", mask_url(self.redis_url), problem)
+
+    @property
+    def startup_deadline(self) -> float:
+        """Seconds a starting worker tries to reach Redis (see ``startup_timeout``)."""
+        if self.startup_timeout is None:
+            return 3 * self.connect_timeout
+        return self.startup_timeout
 
     @classmethod
     def resolve(
@@ -161,7 +182,8 @@ def _parse_env(name: str, default: Any, raw: str) -> Any:
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigurationError(name, raw, "'module:function' naming an importable "
                                      "callable") from exc
-    if name in ("task_timeout", "health_port") and text.lower() in ("", "none"):
+    if name in ("task_timeout", "health_port", "startup_timeout") and text.lower() in (
+            "", "none"):
         return None
     if name == "health_port":
         try:

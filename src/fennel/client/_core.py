@@ -6,18 +6,27 @@ Everything the sync facade offers is a call into this class through the loop thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from fennel.broker import Broker
 from fennel.client._listener import Outcome, ResultListener
-from fennel.exceptions import PayloadTooLarge, ResultMissing, ResultsDisabled, TaskFailed, Timeout
+from fennel.exceptions import (
+    BrokerError,
+    PayloadTooLarge,
+    ResultMissing,
+    ResultsDisabled,
+    TaskFailed,
+    Timeout,
+)
 from fennel.job import Job, Status, decode
 from fennel.middleware import run_hooks
 
@@ -37,14 +46,43 @@ class AsyncClient:
         s = app.settings
         self.app = app
         self.pid = os.getpid()
-        self.loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        # Weak: the app keeps one client per loop in a WeakKeyDictionary, which can only
+        # forget a loop that nothing else holds, its own client included.
+        self._loop = weakref.ref(loop)
         self.broker = Broker(s.redis_url, app.keys, connect_timeout=s.connect_timeout,
                              socket_timeout=s.socket_timeout)
         self.client_id = uuid.uuid4().hex
         self.reply_channel = app.keys.reply_channel(self.client_id)
         self.listener = ResultListener(self.broker, self.reply_channel)
+        self._closed = False
+        # Closed with its loop: asyncio.run() and the other runners finalize every async
+        # generator still open when their main coroutine ends, while the loop can still close
+        # sockets. This one's cleanup closes the client (a loop closed by hand, without that
+        # step, just drops it: the generator is not finalized on a closed loop).
+        self._with_loop = self._close_with_loop()
+        self._arming = loop.create_task(self._arm())
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this client belongs to (``None`` once it is gone)."""
+        return self._loop()
+
+    async def _arm(self) -> None:
+        await self._with_loop.__anext__()
+
+    async def _close_with_loop(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self.app.forget_client(self)
+            await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the listener and every connection of this client (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         await self.listener.aclose()
         await self.broker.aclose()
 
@@ -106,6 +144,12 @@ class AsyncClient:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:
                 await asyncio.wait(pending, timeout=left)
+                if any(not f.done() for f in pending):
+                    # Out of time: one last read, in case the subscription missed the end.
+                    with contextlib.suppress(BrokerError):
+                        await self.listener.recheck(
+                            [j for j, f in zip(job_ids, every, strict=True)
+                             if not f.done() and _callback_parent(j) not in running])
             finally:
                 for job_id, fut in zip(job_ids, every, strict=True):
                     if not fut.done():

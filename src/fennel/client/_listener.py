@@ -2,9 +2,13 @@
 
 Workers publish each finished job's outcome on the reply channel named in its envelope. The
 listener holds the only subscription and resolves the futures of every handle waiting on that
-job. A waiter registers first and then reads the job's state, so a completion can never slip
-between the two; after a reconnect, and every ``sweep_interval`` seconds, all pending waiters
-are re-checked in one pipelined read, which also notices results that expired meanwhile.
+job. A waiter registers first and then reads the job's state (after Redis confirmed the
+subscription), so a completion can never slip between the two. While the subscription holds,
+no completion can be missed, so nothing is polled: after a reconnect every pending waiter is
+re-read in one pipelined round trip, a waiter whose time runs out is re-read once before it
+gives up (see ``AsyncClient.outcomes``), and every ``sweep_interval`` seconds one ``EXISTS`` per
+thousand waiters notices records that vanished (expired, deleted, Redis lost its data), and
+only those chunks are re-read.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from redis import exceptions as rexc
 from redis.asyncio.client import PubSub
 
 from fennel._asyncio import cancel_requested, stop_tasks
@@ -89,20 +92,19 @@ class ResultListener:
             self._task = asyncio.get_running_loop().create_task(self._run(pubsub))
 
     async def _subscribe(self) -> PubSub:
-        pubsub = self._broker.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-        except (rexc.RedisError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            raise self._broker.translate(exc, "subscribing to job completions") from exc
-        return pubsub
+        # SUBSCRIBE goes out on its own connection: until Redis confirms it, a completion
+        # published now would be missed, and a status read on another connection could
+        # overtake it. The broker returns only once it is confirmed; waiters read after that.
+        return await self._broker.subscribe(self._channel)
 
     async def _run(self, pubsub: PubSub) -> None:
         delay = 0.05
+        # The first subscription was confirmed before any waiter read its job's state, so
+        # only a re-subscription has anything to catch up on.
+        reconnected = False
         while True:
             try:
-                await self._listen(pubsub)
+                await self._listen(pubsub, reconnected)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -110,33 +112,38 @@ class ResultListener:
             except Exception as exc:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
+                reconnected = True
                 log.warning("fennel.listener.reconnecting", error=str(exc), retry_in=delay)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                try:
-                    pubsub = await self._subscribe()
-                    delay = 0.05
-                except Exception:
-                    pubsub = self._broker.pubsub()  # fails again in _listen; loop backs off
+                while True:
+                    # Only a confirmed subscription may be followed by the catch-up check.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    try:
+                        pubsub = await self._subscribe()
+                        break
+                    except Exception as again:
+                        if cancel_requested():
+                            raise asyncio.CancelledError from again
+                delay = 0.05
 
-    async def _listen(self, pubsub: PubSub) -> None:
+    async def _listen(self, pubsub: PubSub, reconnected: bool) -> None:
         if not pubsub.subscribed:
             await pubsub.subscribe(self._channel)
-        # Anything published while we were not subscribed is found by this first sweep.
-        await self._check(list(self._waiters))
+        if reconnected:
+            # Anything published while we were not subscribed is found by this check.
+            await self._check(list(self._waiters))
         last_sweep = time.monotonic()
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                           timeout=self._sweep_interval)
+            msg = await pubsub.get_message(timeout=self._sweep_interval)
             if msg is not None and msg.get("type") == "message":
                 self._on_message(msg["data"])
             now = time.monotonic()
             if now - last_sweep >= self._sweep_interval:
                 last_sweep = now
                 if self._waiters:
-                    await self._check(list(self._waiters))
+                    await self._sweep_vanished(list(self._waiters))
 
     def _on_message(self, data: bytes) -> None:
         job_id, _, rest = data.partition(b"\n")
@@ -157,6 +164,17 @@ class ResultListener:
                 st = Status(status.decode())
                 if st in TERMINAL:
                     self._resolve(job_id, st, result if st is Status.SUCCESS else error)
+
+    async def recheck(self, job_ids: Sequence[str]) -> None:
+        """Read the state of these waiters' jobs now (a waiter about to give up)."""
+        await self._check([j for j in job_ids if j in self._waiters])
+
+    async def _sweep_vanished(self, job_ids: Sequence[str]) -> None:
+        # One EXISTS per chunk: a chunk whose records all exist needs no read at all.
+        for start in range(0, len(job_ids), 1000):
+            chunk = job_ids[start:start + 1000]
+            if await self._broker.count_jobs(chunk) < len(chunk):
+                await self._check(chunk)
 
     def _resolve(self, job_id: str, status: Status, payload: bytes | None) -> None:
         for fut in self._waiters.pop(job_id, ()):

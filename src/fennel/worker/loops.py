@@ -38,6 +38,17 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
         await asyncio.sleep(delay)
 
 
+def renew_deadline(lease_timeout: float) -> float:
+    """The time limit of one lease renewal: ``L/6``, but at least ``min(0.5 s, L/3)`` so a
+    short lease still allows a slow round trip.
+
+    Renewals run every ``L/3`` and a failed one is retried at once. A worker cut off for
+    ``P < L/2`` right after a renewal has its next one through by ``P`` + this deadline,
+    under ``5L/6`` (``L/2 + L/3`` for leases under 3 s): the lease never runs out.
+    """
+    return max(lease_timeout / 6, min(0.5, lease_timeout / 3))
+
+
 def consumer_name() -> str:
     """Unique per process: host, pid, and a random suffix (pids are reused)."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from fennel._asyncio import stop_tasks
+from fennel._asyncio import cancel_requested, stop_tasks
 from fennel._log import get_logger
 from fennel.broker import Broker, DeliveredEntry
-from fennel.exceptions import BrokerError
+from fennel.exceptions import AuthenticationFailed, BrokerError, ConnectionFailed
 from fennel.keys import GROUP
 from fennel.middleware import LoggingMiddleware, run_hooks
 from fennel.worker.executor import Executor
-from fennel.worker.loops import consumer_name, every
+from fennel.worker.loops import consumer_name, every, renew_deadline
 from fennel.worker.runner import InFlight, JobRunner
 
 if TYPE_CHECKING:
@@ -183,16 +183,29 @@ class Worker:
             os._exit(1)
 
     async def _connect(self) -> None:
+        """Reach Redis and make sure the consumer group exists, retrying for up to
+        ``startup_timeout``; then fail (the CLI exits non-zero) saying what went wrong."""
         delay = 0.1
+        give_up = time.monotonic() + self.settings.startup_deadline
         while True:
             try:
-                await self.broker.ensure_group()
+                # Never past the startup deadline, however long socket_timeout is.
+                await self.broker.ensure_group(timeout=max(0.1, min(
+                    self.settings.socket_timeout, give_up - time.monotonic())))
                 return
             except BrokerError as exc:
-                if self._stop.is_set():
+                reason = ("authentication refused" if isinstance(exc, AuthenticationFailed)
+                          else "unreachable" if isinstance(exc, ConnectionFailed)
+                          else "error")
+                left = give_up - time.monotonic()
+                if self._stop.is_set() or left <= 0:
+                    log.error("worker.startup_failed", reason=reason, error=str(exc),
+                              redis=self.broker.masked_url,
+                              startup_timeout=self.settings.startup_deadline)
                     raise
-                log.warning("worker.connect_failed", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
+                log.warning("worker.connect_failed", reason=reason, error=str(exc),
+                            redis=self.broker.masked_url, retry_in=delay)
+                await asyncio.sleep(min(delay, max(left, 0.0)))
                 delay = min(delay * 2, 1.0)
 
     # -- consuming ----------------------------------------------------------------------------
@@ -318,14 +331,39 @@ class Worker:
         ids = list(self.inflight)
         # At least one call even when idle: it stamps the lease clock.
         for start in range(0, max(1, len(ids)), 500):
-            lost = await self.broker.renew(self.consumer, ids[start:start + 500],
-                                           self._stall_ms)
+            lost = await self._renew_batch(ids[start:start + 500])
             for entry_id in lost:
                 flight = self.inflight.get(entry_id)
                 if flight is not None and not flight.lost:
                     flight.lost = True
                     log.warning("job.lease_lost", entry_id=entry_id,
                                 job_id=flight.job.id if flight.job else None)
+
+    async def _renew_batch(self, ids: list[str]) -> set[str]:
+        """Renew until Redis answers. Each attempt has its own deadline, derived from the
+        lease (not socket_timeout), and a failed one is retried at once, on a fresh
+        connection: a worker cut off for less than half the lease renews within
+        ``renew_deadline`` of getting through, well before the lease runs out."""
+        lease = self.settings.lease_timeout
+        deadline = renew_deadline(lease)
+        failures = 0
+        while True:
+            try:
+                lost = await self.broker.renew(self.consumer, ids, self._stall_ms,
+                                               timeout=deadline)
+            except BrokerError as exc:
+                if cancel_requested():  # a cancel swallowed below (see loops.every)
+                    raise asyncio.CancelledError from exc
+                failures += 1
+                if failures == 1:
+                    log.warning("worker.renew_failed", error=str(exc), in_flight=len(ids),
+                                detail="retrying at once on a fresh connection")
+                # A refused connection fails at once: pause a little, never past the deadline.
+                await asyncio.sleep(min(0.05 * failures, deadline))
+                continue
+            if failures:
+                log.info("worker.renewed", attempts=failures + 1)
+            return lost
 
     async def _reclaim(self) -> None:
         # The reclaim loop and the consume loop both call this; one at a time, or two calls
@@ -379,8 +417,6 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         lease = self.settings.lease_timeout
-        keys = self.app.keys
-
         info = orjson.dumps({
             "host": socket.gethostname(), "pid": os.getpid(), "pool": self.executor.kind,
             "concurrency": self.concurrency, "in_flight": len(self.inflight),
@@ -388,24 +424,9 @@ class Worker:
             "started_at": self.started_at,
         })
 
-        async def beat(r: Any) -> None:
-            secs, micros = await r.time()
-            now = secs + micros / 1e6
-            await r.zadd(keys.workers, {self.consumer: now})
-            await r.hset(keys.worker_info, self.consumer, info)
-            stale_before = now - max(3 * lease, 15)
-            stale = [m.decode() for m in await r.zrangebyscore(keys.workers, "-inf",
-                                                                 f"({stale_before}")]
-            if stale:
-                await r.zrem(keys.workers, *stale)
-                await r.hdel(keys.worker_info, *stale)
-            alive = {m.decode() for m in await r.zrange(keys.workers, 0, -1)}
-            for c in await r.xinfo_consumers(keys.queue, GROUP):
-                name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-                if name not in alive and c["pending"] == 0 and c["idle"] > 60_000:
-                    await r.xgroup_delconsumer(keys.queue, GROUP, name)
-
-        await self.broker.call("sending the heartbeat", beat)
+        removed = await self.broker.heartbeat(self.consumer, info, max(3 * lease, 15), 60_000)
+        if removed:
+            log.info("worker.consumers_removed", consumers=removed[:20], count=len(removed))
 
     # -- shutdown -----------------------------------------------------------------------------
 
