@@ -261,8 +261,11 @@ def test_library_events_mask_passwords_in_urls_and_split_exceptions():
 # -- 3. one format for every line --------------------------------------------------------------
 
 
-def test_json_mode_renders_every_line_as_json(start_worker):
-    w = start_worker(LOGS, "--log-level", "debug", env={"FENNEL_TEST_APP_BASICCONFIG": "1"})
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_json_mode_renders_every_line_as_json(start_worker, pool):
+    # With --pool process, task code logs from the pool's children: their lines too.
+    w = start_worker(LOGS, "--log-level", "debug", "--pool", pool,
+                     env={"FENNEL_TEST_APP_BASICCONFIG": "1"})
     assert say.delay("hello").get(timeout=60) == "hello"
     crash_a_thread.delay().get(timeout=60)
     w.wait_for("saying hello")

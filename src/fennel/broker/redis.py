@@ -443,9 +443,6 @@ class Broker:
         share one ``succeed_many`` call. Returns 1, 0 (fenced out) or -1 (already recorded)."""
         return int(await self._successes.add(consumer, ttl, (entry_id, job_id, result, reply_to)))
 
-    async def mark_started(self, job_ids: Sequence[str]) -> None:
-        await self.script("start", [self.keys.job(j) for j in job_ids], ())
-
     @property
     def lease_clock(self) -> str:
         """Hash stamped with Redis TIME by every renewal and reclaim (see renew.lua)."""

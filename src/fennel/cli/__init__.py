@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import sys
@@ -102,8 +103,10 @@ def worker(
                health_port=health_port)
     code = run_async(w.run())
     flush_logs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # started without one (e.g. stdout closed by a supervisor)
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     # Abandoned task threads (time limits, grace period) must not keep the process alive.
     os._exit(code)
 

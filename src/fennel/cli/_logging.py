@@ -305,6 +305,8 @@ def configure(log_format: str, log_level: str) -> None:
     """Structured logs on stderr: human-readable (``console``) or one JSON object per line."""
     global _writer
     level = logging.getLevelName(log_level.upper())
+    # Process-pool children configure themselves the same way (see configure_child).
+    os.environ[_CHILD_ENV] = f"{log_format}:{log_level}"
     flush_logs(timeout=1.0)
     _writer = _Writer(sys.stderr.fileno(), formatter(log_format, colors=sys.stderr.isatty()))
     root = logging.getLogger()
@@ -322,6 +324,17 @@ def configure(log_format: str, log_level: str) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     # The writer is a daemon thread: lines still queued at a normal exit are written first.
     atexit.register(flush_logs)
+
+
+_CHILD_ENV = "FENNEL_CLI_LOGGING"
+
+
+def configure_child() -> None:
+    """In a worker's process-pool child: log as the worker that started it does, so what task
+    code logs there comes out in the same format (JSON lines in JSON mode)."""
+    log_format, _, log_level = os.environ.get(_CHILD_ENV, "").partition(":")
+    if log_format and log_level:
+        configure(log_format, log_level)
 
 
 def _thread_crashed(args: threading.ExceptHookArgs) -> None:

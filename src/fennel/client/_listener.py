@@ -55,7 +55,7 @@ class ResultListener:
         except BrokerError as exc:
             # Subscribed, but Redis went away before the read: the futures stay registered and
             # the listener re-checks every waiter as soon as it has reconnected.
-            log.warning("fennel.listener.check_deferred", error=str(exc), jobs=len(job_ids))
+            log.warning("fennel.listener.check_deferred", error=exc, jobs=len(job_ids))
         except BaseException:
             for job_id, fut in zip(job_ids, futures, strict=True):
                 self.forget(job_id, fut)
@@ -113,7 +113,7 @@ class ResultListener:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
                 reconnected = True
-                log.warning("fennel.listener.reconnecting", error=str(exc), retry_in=delay)
+                log.warning("fennel.listener.reconnecting", error=exc, retry_in=delay)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 while True:

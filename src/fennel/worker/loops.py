@@ -26,7 +26,7 @@ async def every(interval: float, name: str, step: Callable[[], Awaitable[object]
             await step()
             delay = interval
         except BrokerError as exc:
-            log.warning("worker.loop_error", loop=name, error=str(exc), retry_in=round(delay, 3))
+            log.warning("worker.loop_error", loop=name, error=exc, retry_in=round(delay, 3))
             delay = min(max(delay * 2, 0.1), max_delay)
         except Exception:
             log.exception("worker.loop_crashed", loop=name)

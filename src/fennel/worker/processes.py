@@ -181,8 +181,10 @@ def _child_main(conn: multiprocessing.connection.Connection, app_spec: str,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path[:] = path
     from fennel.cli._loader import load_app
+    from fennel.cli._logging import configure_child
     from fennel.job import encode_value
 
+    configure_child()
     app = load_app(app_spec)
     conn.send_bytes(b"ready")
     while True:

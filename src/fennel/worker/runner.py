@@ -165,7 +165,7 @@ class JobRunner:
         try:
             await self.broker.mark_executing(self.consumer, ids)
         except BrokerError as exc:
-            log.debug("job.mark_started_failed", error=str(exc), count=len(ids))
+            log.debug("job.mark_started_failed", error=exc, count=len(ids))
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class JobRunner:
                 if flight.lost:
                     answer = 0
                     break
-                log.warning("job.record_failed", entry_id=flight.entry.entry_id, error=str(exc),
+                log.warning("job.record_failed", entry_id=flight.entry.entry_id, error=exc,
                             retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -199,11 +199,11 @@ class Worker:
                           else "error")
                 left = give_up - time.monotonic()
                 if self._stop.is_set() or left <= 0:
-                    log.error("worker.startup_failed", reason=reason, error=str(exc),
+                    log.error("worker.startup_failed", reason=reason, error=exc,
                               redis=self.broker.masked_url,
                               startup_timeout=self.settings.startup_deadline)
                     raise
-                log.warning("worker.connect_failed", reason=reason, error=str(exc),
+                log.warning("worker.connect_failed", reason=reason, error=exc,
                             redis=self.broker.masked_url, retry_in=delay)
                 await asyncio.sleep(min(delay, max(left, 0.0)))
                 delay = min(delay * 2, 1.0)
@@ -251,7 +251,7 @@ class Worker:
                     entries = read.result()
                     delay = 0.05
                 except BrokerError as exc:
-                    log.warning("worker.read_failed", error=str(exc), retry_in=delay)
+                    log.warning("worker.read_failed", error=exc, retry_in=delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
                     continue
@@ -356,7 +356,7 @@ class Worker:
                     raise asyncio.CancelledError from exc
                 failures += 1
                 if failures == 1:
-                    log.warning("worker.renew_failed", error=str(exc), in_flight=len(ids),
+                    log.warning("worker.renew_failed", error=exc, in_flight=len(ids),
                                 detail="retrying at once on a fresh connection")
                 # A refused connection fails at once: pause a little, never past the deadline.
                 await asyncio.sleep(min(0.05 * failures, deadline))
@@ -455,7 +455,7 @@ class Worker:
                 if await self.broker.hand_back(self.consumer, entry):
                     handed += 1
         except BrokerError as exc:
-            log.warning("worker.handback_failed", error=str(exc),
+            log.warning("worker.handback_failed", error=exc,
                         detail="unfinished jobs return after lease_timeout instead")
         self.inflight.clear()
         if handed:
