@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.resources
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -70,12 +71,24 @@ def _no_group(exc: BaseException) -> bool:
     return isinstance(exc, rexc.ResponseError) and str(exc).startswith("NOGROUP")
 
 
+_INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
+
+
 def _load_scripts() -> dict[str, tuple[str, str]]:
-    """name -> (source, sha1) for every bundled Lua script."""
+    """name -> (source, sha1) for every bundled Lua script.
+
+    A line ``--!include NAME`` stands for ``scripts/lib/NAME.lua``: a piece shared by several
+    scripts is written once. (EVALSHA scripts cannot call each other, and Redis Functions,
+    which could, need Redis 7.)
+    """
     root = importlib.resources.files("fennel.broker") / "scripts"
+
+    def include(m: re.Match[str]) -> str:
+        return (root / "lib" / f"{m.group(1)}.lua").read_text(encoding="utf-8").rstrip("\n")
+
     out = {}
     for name in SCRIPT_NAMES:
-        source = (root / f"{name}.lua").read_text(encoding="utf-8")
+        source = _INCLUDE.sub(include, (root / f"{name}.lua").read_text(encoding="utf-8"))
         out[name] = (source, hashlib.sha1(source.encode()).hexdigest())
     return out
 
