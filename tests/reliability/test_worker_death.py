@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
+import orjson
 import redis
 
 from fennel.job import Status
@@ -36,6 +37,33 @@ def test_1_sigkill_sync_workers_repeatedly(server, spawn, make_app, marks):
     assert v.statuses == {"SUCCESS": 1000}, v
     assert v.duplicates <= kills * conc, v
     assert v.pending == 0 and v.queued == 0, v
+
+
+def test_1b_a_busy_worker_takes_a_dead_workers_jobs_before_new_ones(server, spawn, make_app,
+                                                                    marks):
+    # Under a backlog every freed slot is refilled by the next read; a dead worker's jobs must
+    # not trickle back one reclaim tick at a time behind all the new work.
+    app = make_app(server.url)
+    work = app.tasks["rel.work"]
+    handles = work.map([(f"k{i}", 0.1) for i in range(400)])
+    jobs = {h.job_id: f"k{i}" for i, h in enumerate(handles)}
+    r = redis.Redis.from_url(server.url)
+    r.xgroup_create(f"fennel:{{{APP}}}:queue", "fennel", id="0", mkstream=True)
+    got = r.xreadgroup("fennel", "died-holding-these", {f"fennel:{{{APP}}}:queue": ">"},
+                       count=40)
+    held_keys = {orjson.loads(f[b"j"])["args"][0] for _s, entries in got for _e, f in entries}
+    assert len(held_keys) == 40
+    spawn(server.url, "--concurrency", "2")
+    settled(server.url, APP, jobs, 120)
+    v = oracle(server.url, APP, jobs, marks)
+    assert not v.lost and not v.unexpected and v.statuses == {"SUCCESS": 400}, v
+    starts = sorted(read_marks(marks), key=lambda m: m[2])
+    last_held = max(i for i, (key, _pid, _t) in enumerate(starts) if key in held_keys)
+    new_before = sum(1 for key, _pid, _t in starts[:last_held] if key not in held_keys)
+    # About a lease's worth of new jobs (2 s at 20 jobs/s) runs before the dead worker's
+    # entries are due; after that they go first, not one per reclaim tick among the rest.
+    assert new_before < 120, new_before
+    r.close()
 
 
 def test_2_async_tasks_and_prefetched_entries_come_back(server, spawn, make_app, marks):

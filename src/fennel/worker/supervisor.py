@@ -395,6 +395,11 @@ class Worker:
             log.warning("worker.reclaimed", count=len(entries),
                         entries=[e.entry_id for e in entries][:20])
             self.dispatch(entries)
+            if len(entries) >= free:
+                # There may be more: the consume loop takes them at the next free slot,
+                # before new work (under a backlog each freed slot is refilled by a read, so
+                # they would otherwise trickle back one reclaim tick at a time).
+                self._reclaim_wanted = True
         free = self._free()
         if free <= 0 or self._stop.is_set():
             return
