@@ -45,7 +45,7 @@ T = TypeVar("T")
 SCRIPT_NAMES = (
     "enqueue", "enqueue_many", "succeed_many", "start", "complete", "retry", "promote",
     "handback", "renew", "reclaim", "replay",
-    "adopt", "heartbeat",
+    "adopt", "heartbeat", "watch",
 )
 
 #: Pauses before each new attempt of a call that met a dead connection. The first retry is
@@ -363,6 +363,13 @@ class Broker:
             self._coalescer.call("!HMGET", (self.keys.job(job_id),), _STATE_FIELDS)
             for job_id in job_ids
         )))
+
+    async def watch_jobs(self, job_ids: Sequence[str], channel: str) -> list[list[Any]]:
+        """``[status, result, error]`` of each job, and ``channel`` registered on each one not
+        finished, in one atomic step (see watch.lua): its outcome is then published there too,
+        whoever enqueued it. Calls made in the same loop turn share one pipelined round trip."""
+        return list(await self._coalescer.call(
+            "watch", [self.keys.job(j) for j in job_ids], (channel,)))
 
     async def count_jobs(self, job_ids: Sequence[str]) -> int:
         """How many of these jobs still have a record, in one command."""

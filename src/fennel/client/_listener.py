@@ -1,14 +1,17 @@
 """One completion listener per producer process (per event loop), shared by every waiter.
 
-Workers publish each finished job's outcome on the reply channel named in its envelope. The
+Workers publish each finished job's outcome on the reply channel named in its envelope (the
+client that enqueued it) and on every channel registered on the job's record by a waiter. The
 listener holds the only subscription and resolves the futures of every handle waiting on that
-job. A waiter registers first and then reads the job's state (after Redis confirmed the
-subscription), so a completion can never slip between the two. While the subscription holds,
-no completion can be missed, so nothing is polled: after a reconnect every pending waiter is
-re-read in one pipelined round trip, a waiter whose time runs out is re-read once before it
-gives up (see ``AsyncClient.outcomes``), and every ``sweep_interval`` seconds one ``EXISTS`` per
-thousand waiters notices records that vanished (expired, deleted, Redis lost its data), and
-only those chunks are re-read.
+job. A waiter registers its future first, and then, in one atomic script (watch.lua, after
+Redis confirmed the subscription), reads the job's state and registers this listener's channel
+on the record, so a completion can never slip between the two, whichever client enqueued the
+job. While the subscription holds, no completion can be missed, so nothing is polled: after a
+reconnect every pending waiter is re-read in one pipelined round trip, a waiter whose time runs
+out is re-read once before it gives up (see ``AsyncClient.outcomes``), and every
+``sweep_interval`` seconds one ``EXISTS`` per thousand waiters notices records that vanished
+(expired, deleted, Redis lost its data), and only those chunks are re-read. A registration that
+Redis refused (maxmemory) is tried again at each sweep until it holds.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class ResultListener:
         self._channel = channel
         self._sweep_interval = sweep_interval
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        # Waited jobs whose registration Redis refused (maxmemory): tried again at each sweep.
+        self._unregistered: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._starting: asyncio.Lock | None = None
 
@@ -71,6 +76,7 @@ class ResultListener:
             futures.remove(fut)
         if not futures:
             del self._waiters[job_id]
+            self._unregistered.discard(job_id)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -144,6 +150,8 @@ class ResultListener:
                 last_sweep = now
                 if self._waiters:
                     await self._sweep_vanished(list(self._waiters))
+                if self._unregistered:
+                    await self._check(list(self._unregistered))
 
     def _on_message(self, data: bytes) -> None:
         job_id, _, rest = data.partition(b"\n")
@@ -156,14 +164,21 @@ class ResultListener:
     async def _check(self, job_ids: Sequence[str]) -> None:
         for start in range(0, len(job_ids), 1000):
             chunk = job_ids[start:start + 1000]
-            states = await self._broker.job_states(chunk)
-            for job_id, (status, result, error) in zip(chunk, states, strict=True):
+            # Registers this listener's channel on every job still running (see watch.lua);
+            # doing so again for a job re-read later changes nothing.
+            states = await self._broker.watch_jobs(chunk, self._channel)
+            for job_id, state in zip(chunk, states, strict=True):
+                status, result, error = state[:3]
                 if status is None:
                     self._resolve(job_id, Status.UNKNOWN, None)
                     continue
                 st = Status(status.decode())
                 if st in TERMINAL:
                     self._resolve(job_id, st, result if st is Status.SUCCESS else error)
+                elif len(state) > 3 and not state[3] and job_id in self._waiters:
+                    self._unregistered.add(job_id)
+                else:
+                    self._unregistered.discard(job_id)
 
     async def recheck(self, job_ids: Sequence[str]) -> None:
         """Read the state of these waiters' jobs now (a waiter about to give up)."""
@@ -177,6 +192,7 @@ class ResultListener:
                 await self._check(chunk)
 
     def _resolve(self, job_id: str, status: Status, payload: bytes | None) -> None:
+        self._unregistered.discard(job_id)
         for fut in self._waiters.pop(job_id, ()):
             if not fut.done():
                 fut.set_result((status, payload))

@@ -11,6 +11,7 @@
 -- Order: the first write is a HSET (refused under maxmemory), so a job is never acked
 -- without its outcome; once one write succeeded Redis lets the script finish.
 --!include group_lost
+--!include notify
 if ARGV[11] == '1' then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
   if #p == 0 then
@@ -49,7 +50,11 @@ for i = 4, #KEYS do
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-if ARGV[7] ~= '' then
-  redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\n' .. status .. '\n' .. ARGV[5])
+-- To the enqueuer and to every waiter registered on the record (watch.lua).
+local message = ARGV[8] .. '\n' .. status .. '\n' .. ARGV[5]
+if ARGV[8] ~= '' then
+  notify(KEYS[2], ARGV[7], message)
+elseif ARGV[7] ~= '' then
+  redis.call('PUBLISH', ARGV[7], message)
 end
 return 1

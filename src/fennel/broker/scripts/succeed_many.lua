@@ -6,6 +6,7 @@
 -- then per job: entry id, job id, result JSON, reply channel or ''
 -- The job keys share the queue's hash tag, so they live in its Cluster slot.
 --!include group_lost
+--!include notify
 local out, acked = {}, {}
 local by = ARGV[2] .. '/'
 for i = 5, #ARGV, 4 do
@@ -23,9 +24,7 @@ for i = 5, #ARGV, 4 do
     redis.call('HSET', key, 'status', 'SUCCESS', 'result', result, 'by', by .. entry)
     redis.call('HDEL', key, 'error', 'envelope')
     redis.call('EXPIRE', key, ARGV[3])
-    if reply ~= '' then
-      redis.call('PUBLISH', reply, id .. '\nSUCCESS\n' .. result)
-    end
+    notify(key, reply, id .. '\nSUCCESS\n' .. result)
     acked[#acked + 1] = entry
     out[#out + 1] = 1
   end
