@@ -51,6 +51,8 @@ def quick(key: str) -> str:
 
 
 def _exception(kind: str) -> BaseException:
+    if kind == "generator_exit":
+        return GeneratorExit()
     return KeyboardInterrupt("from a task") if kind == "interrupt" else SystemExit(3)
 
 
