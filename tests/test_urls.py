@@ -14,7 +14,8 @@ import pytest
 
 from fennel import App
 from fennel._redis_url import mask_url
-from fennel.exceptions import ConfigurationError
+from fennel.client import read_dead
+from fennel.exceptions import ConfigurationError, ConnectionFailed
 from fennel.settings import Settings
 from fennel.testing import RedisServer
 
@@ -75,3 +76,25 @@ def test_password_with_at_sign_masked_in_worker_log_and_info(tmp_path, start_wor
         assert SECRET not in text and "ss:" not in text.replace("redis://:***@", "")
     finally:
         srv.kill()
+
+
+@pytest.mark.parametrize("url", [
+    f"redis://:pass word {SECRET}@127.0.0.1:1/0",
+    f"redis://user:{SECRET}\tx@127.0.0.1:1/0",
+    f"redis://:a b{SECRET}@127.0.0.1:notaport/0",
+])
+def test_a_password_with_whitespace_is_masked(url):
+    """Redis passwords may hold spaces; the URL is still one URL, masked up to its last '@'."""
+    assert SECRET not in mask_url(url)
+    try:
+        app = App("urls", redis_url=url, connect_timeout=0.5, socket_timeout=0.5)
+    except ConfigurationError as exc:
+        assert "redis_url" in str(exc) and SECRET not in str(exc), exc
+        return
+    try:
+        assert SECRET not in repr(app)
+        with pytest.raises(ConnectionFailed) as info:
+            read_dead(app)
+        assert SECRET not in str(info.value) and "***" in str(info.value), info.value
+    finally:
+        app.close()

@@ -30,7 +30,10 @@ def mask_url(url: str) -> str:
     >>> mask_url("redis://:s3c@r/et#x@host")
     'redis://:***@host'
     """
-    if _WHOLE.match(url) and not any(c.isspace() for c in url):
+    whole = _WHOLE.match(url)
+    # A password may hold spaces too: a string that starts with a URL and has none after its
+    # last '@' is that one URL. Otherwise it is a message, whose URLs end at whitespace.
+    if whole and not any(c.isspace() for c in url[whole.end():]):
         masked = _WHOLE.sub(_userinfo, url, count=1)
     else:
         masked = _INSIDE.sub(_userinfo, url)

@@ -51,6 +51,8 @@ def quick(key: str) -> str:
 
 
 def _exception(kind: str) -> BaseException:
+    if kind == "generator_exit":
+        return GeneratorExit()
     return KeyboardInterrupt("from a task") if kind == "interrupt" else SystemExit(3)
 
 
@@ -63,6 +65,17 @@ async def araise_base(key: str, kind: str) -> None:
     mark("run", key)
     await asyncio.sleep(0)
     raise _exception(kind)
+
+
+async def araise_base_in_child(key: str, kind: str) -> None:
+    """Raises it in a task of its own that it awaits, where asyncio lets it out of the loop."""
+    mark("run", key)
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+        raise _exception(kind)
+
+    await asyncio.gather(child())
 
 
 async def asks_synchronously(key: str) -> Any:
@@ -79,6 +92,8 @@ def build(name: str = "conc", url: str | None = None, **settings: Any) -> App[An
     a.task(name="conc.raise_base")(raise_base)
     a.task(name="conc.araise_base")(araise_base)
     a.task(name="conc.araise_base_limited", timeout=5)(araise_base)
+    a.task(name="conc.araise_base_in_child")(araise_base_in_child)
+    a.task(name="conc.araise_base_in_child_limited", timeout=5)(araise_base_in_child)
     a.task(name="conc.asks_synchronously")(asks_synchronously)
     a.task(name="conc.swallows_cancel")(swallows_cancel)
     return a

@@ -130,6 +130,44 @@ def test_keyboard_interrupt_and_system_exit_fail_only_their_job(server, conc_app
     assert not w.named("worker.handed_back") and not w.named("worker.stopping")
 
 
+@pytest.mark.parametrize("kind", ["interrupt", "exit"])
+def test_keyboard_interrupt_and_system_exit_in_a_child_task_fail_only_their_job(
+        server, conc_app, conc_worker, marks, kind):
+    """Raised in a task the job spawned, asyncio lets it out of the event loop itself."""
+    w = conc_worker(server.url, "--concurrency", "4")
+    neighbour = conc_app.tasks["conc.span"].delay("neighbour", 2.0)
+    wait_until(lambda: read_marks(marks, "start"), 30, what="the neighbour to start")
+    bad = [conc_app.tasks[name].delay(f"{name}-{kind}", kind)
+           for name in ("conc.araise_base_in_child", "conc.araise_base_in_child_limited")]
+    expected = "KeyboardInterrupt" if kind == "interrupt" else "SystemExit"
+    for h in bad:
+        with pytest.raises(TaskFailed) as info:
+            h.get(timeout=30)
+        assert expected in info.value.original_type + str(info.value.original_args), info.value
+    assert neighbour.get(timeout=30) == "neighbour"
+    assert conc_app.tasks["conc.quick"].delay("after").get(timeout=30) == "after"
+    assert w.proc.poll() is None
+    assert not w.named("worker.handed_back") and not w.named("worker.stopping")
+    assert [k for k, _p, _t in read_marks(marks)].count(f"conc.araise_base_in_child-{kind}") == 1
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_generator_exit_raised_by_a_task_is_one_recorded_failure(server, conc_app, conc_worker,
+                                                                 marks, pool):
+    """GeneratorExit, delivered through a future, must not close the job's coroutine."""
+    w = conc_worker(server.url, "--concurrency", "4", "--pool", pool)
+    bad = [conc_app.tasks[name].delay(f"{name}-g", "generator_exit")
+           for name in ("conc.araise_base_limited", "conc.araise_base", "conc.raise_base")]
+    for h in bad:
+        with pytest.raises(TaskFailed) as info:
+            h.get(timeout=30)
+        assert "GeneratorExit" in info.value.original_type + str(info.value.original_args)
+    assert conc_app.tasks["conc.quick"].delay("after").get(timeout=30) == "after"
+    assert w.proc.poll() is None
+    assert not w.named("worker.job_crashed") and not w.named("job.unrecordable"), [
+        (e.get("entry_id"), e.get("traceback")) for e in w.named("worker.job_crashed")]
+
+
 def test_a_suspect_waiting_for_isolation_does_not_stall_other_workers(server, conc_app,
                                                                       conc_worker, marks):
     """A suspect (in flight at two worker deaths) is held by the busy worker that takes it

@@ -226,6 +226,29 @@ def test_16b_undecodable_envelope_with_an_id_marks_its_job_dead(server, worker, 
     r.close()
 
 
+def test_16c_undecodable_entry_naming_a_finished_job_leaves_its_outcome(server, worker,
+                                                                        client):
+    """An entry written around the client with the id of a job that succeeded: the bytes go
+    to the DLQ, the job keeps its one terminal state, and a replay never touches it."""
+    app = client(server.url)
+    w = worker(server.url)
+    done = app.tasks["rel.work"].delay("done")
+    assert done.get(timeout=20) == "done"
+    r = redis.Redis.from_url(server.url)
+    raw = orjson.dumps({"id": done.job_id, "task": 7})
+    r.xadd(Q, {"j": raw})
+    wait_until(lambda: r.xlen(DEAD) == 1, 20, what="the entry in the DLQ")
+    wait_until(lambda: r.xlen(Q) == 0, 20, what="the entry acknowledged")
+    ((_eid, fields),) = r.xrange(DEAD)
+    assert fields[b"j"] == raw
+    assert done.status().value == "SUCCESS" and done.get(timeout=5) == "done"
+    replay_dead(app)
+    wait_until(lambda: r.xlen(DEAD) == 1 and r.xlen(Q) == 0, 20, what="the replay buried again")
+    assert done.status().value == "SUCCESS" and done.get(timeout=5) == "done"
+    assert w.proc.poll() is None
+    r.close()
+
+
 # -- the DLQ survives records written around Fennel ----------------------------------------
 
 def _malformed_dlq(r: redis.Redis) -> dict[str, bytes]:

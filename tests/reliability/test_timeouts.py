@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -100,3 +101,26 @@ def test_20_thread_task_over_its_timeout_is_failed_and_its_late_result_discarded
         with pytest.raises(TaskFailed):
             x.get(timeout=15)
     assert app.tasks["rel.work"].delay("after-hangs").get(timeout=5) == "after-hangs"
+
+
+def test_a_process_slot_whose_child_cannot_be_started_is_started_again_later(
+        server, spawn, make_app, marks):
+    """The worker runs out of file descriptors just as a timed-out job's child is replaced:
+    the slot must come back once descriptors are free, not be lost (with one slot, every
+    later job would wait for it for ever)."""
+    app = make_app(server.url)
+    w = spawn(server.url, "--pool", "process", "--concurrency", "1")
+    assert app.tasks["rel.work"].delay("before").get(timeout=30) == "before"
+    soft, hard = (int(v) for v in subprocess.run(
+        ["prlimit", "--pid", str(w.pid), "--nofile", "--raw", "--noheadings",
+         "--output", "SOFT,HARD"], capture_output=True, text=True, check=True).stdout.split())
+    in_use = len(os.listdir(f"/proc/{w.pid}/fd"))
+    # No descriptor beyond those open now: a new child's pipe cannot be made.
+    subprocess.run(["prlimit", "--pid", str(w.pid), f"--nofile={in_use}:{hard}"], check=True)
+    try:
+        with pytest.raises(TaskFailed):
+            app.tasks["rel.hang"].delay("hung").get(timeout=30)
+    finally:
+        subprocess.run(["prlimit", "--pid", str(w.pid), f"--nofile={soft}:{hard}"], check=True)
+    assert app.tasks["rel.work"].delay("after").get(timeout=30) == "after"
+    assert w.proc.poll() is None

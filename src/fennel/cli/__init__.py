@@ -7,7 +7,7 @@ import contextlib
 import enum
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from fennel.cli._console import fail
 from fennel.cli._loader import AppOption, RedisUrlOption, load_app
 from fennel.cli._logging import configure, flush_logs
 from fennel.exceptions import FennelError
+
+if TYPE_CHECKING:
+    from fennel.worker import Worker
 
 __all__ = ["cli", "main"]
 
@@ -101,7 +104,7 @@ def worker(
     configure(s.log_format, s.log_level)
     w = Worker(the_app, concurrency=concurrency, pool=pool and pool.value, app_spec=app,
                health_port=health_port)
-    code = run_async(w.run())
+    code = run_worker(w)
     flush_logs()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:  # started without one (e.g. stdout closed by a supervisor)
@@ -136,6 +139,44 @@ def run_async(coro: Any) -> Any:
     if uvloop is None:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def run_worker(worker: Worker) -> int:
+    """Run a worker on a new event loop (uvloop's when it is installed) until it exits.
+
+    A KeyboardInterrupt or SystemExit raised in a task that a job spawned (``gather``,
+    ``create_task``) is re-raised by asyncio out of the event loop itself: the worker would
+    stop and hand the job back, to stop the next worker alike. Once the worker runs, its
+    signal handlers are installed, so neither came from a signal: the loop is resumed. The
+    exception is set on the task that raised it, so the job awaiting that task gets it and
+    it is recorded as that job's failure.
+    """
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        uvloop = None
+    loop: asyncio.AbstractEventLoop = (
+        asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop())
+    asyncio.set_event_loop(loop)
+    try:
+        main = loop.create_task(worker.run())
+        while True:
+            try:
+                return loop.run_until_complete(main)
+            except (KeyboardInterrupt, SystemExit):
+                if main.done() or worker.state not in ("running", "stopping"):
+                    raise
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def main() -> None:

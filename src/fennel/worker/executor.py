@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fennel.task import Task
@@ -58,7 +58,10 @@ class Executor:
                 raise esc.original from None
         if self._processes is not None:
             return await self._processes.run(task.name, envelope, timeout)
-        return await self._run_in_thread(task, args, kwargs, timeout)
+        try:
+            return await self._run_in_thread(task, args, kwargs, timeout)
+        except _Escaped as esc:
+            raise esc.original from None
 
     async def _run_in_thread(self, task: Task[Any, Any], args: list[Any],
                              kwargs: dict[str, Any], timeout: float | None) -> Any:
@@ -66,14 +69,14 @@ class Executor:
         ctx = contextvars.copy_context()
         if timeout is None:
             return await loop.run_in_executor(
-                self._threads, functools.partial(ctx.run, task.fn, *args, **kwargs))
+                self._threads, functools.partial(ctx.run, _in_thread, task.fn, *args, **kwargs))
         # The time limit counts from when a thread picks the job up, not from submission:
         # time spent waiting for a free thread is not the task's.
         began: asyncio.Future[None] = loop.create_future()
 
         def call() -> Any:
             loop.call_soon_threadsafe(_resolve, began)
-            return ctx.run(task.fn, *args, **kwargs)
+            return ctx.run(_in_thread, task.fn, *args, **kwargs)
 
         fut = loop.run_in_executor(self._threads, call)
         try:
@@ -109,7 +112,7 @@ class Executor:
 class _Escaped(Exception):
     """Carries a KeyboardInterrupt or SystemExit out of the task that ``wait_for`` wraps
     around a coroutine: raised there as such, asyncio would re-raise it out of the event loop
-    and stop the worker."""
+    and stop the worker. (And a GeneratorExit out of any task or thread: see _in_thread.)"""
 
     def __init__(self, original: BaseException) -> None:
         super().__init__(repr(original))
@@ -119,7 +122,17 @@ class _Escaped(Exception):
 async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         return await coro
-    except (KeyboardInterrupt, SystemExit) as exc:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+        raise _Escaped(exc) from exc
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Calls ``fn`` in a pool thread. GeneratorExit must not come back through the future:
+    thrown into the awaiting task, it would close the job's coroutines, which then could
+    not await the recording of its outcome."""
+    try:
+        return fn(*args, **kwargs)
+    except GeneratorExit as exc:
         raise _Escaped(exc) from exc
 
 

@@ -156,7 +156,13 @@ class ProcessPool:
         self._all.discard(child)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._spawner, child.kill)
-        await self._spawn()
+        try:
+            await self._spawn()
+        except Exception:
+            # No process could be started (no file descriptors or memory left): the slot is
+            # started again by the next job that needs it, never lost for good.
+            self._missing += 1
+            raise
 
     async def _spawn(self) -> None:
         assert self._idle is not None

@@ -29,7 +29,14 @@ if ARGV[11] == '1' then
   end
 end
 local status = ARGV[4]
-if ARGV[8] ~= '' then
+-- The job this outcome names; '' when it names none. A job that succeeded keeps its one
+-- terminal state: a DEAD outcome naming it (an undecodable entry written around the client
+-- with its id, a second copy of it) goes to the DLQ without touching or naming it.
+local named = ARGV[8]
+if named ~= '' and status == 'DEAD' and redis.call('HGET', KEYS[2], 'status') == 'SUCCESS' then
+  named = ''
+end
+if named ~= '' then
   if status == 'SUCCESS' then
     redis.call('HSET', KEYS[2], 'status', status, 'result', ARGV[5],
       'by', ARGV[2] .. '/' .. ARGV[3])
@@ -42,19 +49,16 @@ if ARGV[8] ~= '' then
   redis.call('EXPIRE', KEYS[2], ARGV[6])
 end
 if status == 'DEAD' then
-  redis.call('XADD', KEYS[3], '*', 'j', ARGV[9], 'reason', ARGV[10], 'id', ARGV[8])
+  redis.call('XADD', KEYS[3], '*', 'j', ARGV[9], 'reason', ARGV[10], 'id', named)
 end
-for i = 4, #KEYS do
+for i = 4, named ~= '' and #KEYS or 3 do
   redis.call('HSET', KEYS[i], 'status', 'SENT')
   redis.call('XADD', KEYS[1], '*', 'j', ARGV[8 + i])
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 -- To the enqueuer and to every waiter registered on the record (watch.lua).
-local message = ARGV[8] .. '\n' .. status .. '\n' .. ARGV[5]
-if ARGV[8] ~= '' then
-  notify(KEYS[2], ARGV[7], message)
-elseif ARGV[7] ~= '' then
-  redis.call('PUBLISH', ARGV[7], message)
+if named ~= '' then
+  notify(KEYS[2], ARGV[7], ARGV[8] .. '\n' .. status .. '\n' .. ARGV[5])
 end
 return 1
