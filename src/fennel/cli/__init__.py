@@ -168,12 +168,16 @@ def run_worker(worker: Worker) -> int:
                     raise
     finally:
         try:
+            # Bounded: a task that swallows its cancellation, or a thread of the default
+            # executor stuck in a call, must not keep the worker from exiting (the command
+            # ends with os._exit).
             left = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in left:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=2.0))
+            with contextlib.suppress(asyncio.TimeoutError):
+                loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), 2.0))
         finally:
             asyncio.set_event_loop(None)
             loop.close()
