@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ChildDied", "ProcessPool", "RemoteError"]
+__all__ = ["ChildDied", "ChildNotReady", "ProcessPool", "RemoteError"]
 
 
 class ChildDied(Exception):
@@ -38,6 +38,14 @@ class RemoteError(Exception):
         self.remote_traceback = tb
 
 
+#: seconds a new child may take to import the app before it is given up
+_READY_TIMEOUT = 120.0
+
+
+class ChildNotReady(Exception):
+    """A process-pool child could not load the app in time (or died while loading it)."""
+
+
 class _Child:
     def __init__(self, ctx: Any, app_spec: str) -> None:
         parent, child = ctx.Pipe(duplex=True)
@@ -49,10 +57,19 @@ class _Child:
         self.process.start()
         child.close()
         # Wait until the child has imported the app, so its start-up never counts against
-        # the time limit of the first job it runs.
-        if parent.poll(120):
+        # the time limit of the first job it runs. A child that is not ready in time is not
+        # kept: its late "ready" would be read as a job's reply, and every later reply on
+        # that pipe would belong to the job before.
+        ready = False
+        if parent.poll(_READY_TIMEOUT):
             with contextlib.suppress(EOFError, OSError):
-                parent.recv_bytes()
+                ready = parent.recv_bytes() == b"ready"
+        if not ready:
+            self.kill()
+            raise ChildNotReady(
+                f"a process-pool child did not load the app {app_spec!r} within "
+                f"{_READY_TIMEOUT:g} s (or died while loading it); it was killed, and the slot "
+                "is started again when a job needs it. Check what the app module does at import.")
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -83,10 +100,15 @@ class ProcessPool:
         children = await asyncio.gather(*(
             loop.run_in_executor(self._spawner, _Child, self._ctx, self._app_spec)
             for _ in range(self._size)
-        ))
+        ), return_exceptions=True)
         for child in children:
-            self._all.add(child)
-            self._idle.put_nowait(child)
+            if isinstance(child, _Child):
+                self._all.add(child)
+                self._idle.put_nowait(child)
+            elif isinstance(child, Exception):
+                self._missing += 1  # started again when a job needs the slot
+            else:
+                raise child
 
     async def run(self, task_name: str, envelope: bytes, timeout: float | None) -> Any:
         assert self._idle is not None, "ProcessPool.start() was not awaited"
