@@ -228,6 +228,15 @@ def test_demo_without_a_server_binary_is_one_error_line(tmp_path):
     assert "FENNEL_REDIS_SERVER" in line and "--redis-url" in line
 
 
+
+def test_demo_against_an_unreachable_server_is_one_error_line(tmp_path):
+    # Nothing listens on port 1: the demo says so at once, without starting a worker that
+    # would retry for its whole startup_timeout, and claims nothing went well.
+    out = fennel("demo", "--redis-url", "redis://:pw@127.0.0.1:1/0", cwd=tmp_path)
+    line = _one_error_line(out)
+    assert "Cannot reach Redis at redis://:***@127.0.0.1:1/0" in line, line
+    assert "✓" not in out.stdout and "pw@" not in out.stdout + out.stderr, out.stdout
+
 # -- --redis-url and --grace-period ------------------------------------------------------------
 
 HARD_CODED = """
