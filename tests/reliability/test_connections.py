@@ -174,6 +174,17 @@ def test_worker_with_unreachable_redis_says_so_and_exits(spawn):
     assert "Cannot reach Redis" in failed["error"]
 
 
+
+def test_worker_that_gives_up_reports_why_it_could_not_connect(spawn):
+    # Every attempt is refused; the one that ends the wait must say so too, not report the
+    # time-out of a last attempt squeezed into what was left of startup_timeout.
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1",
+                                     "FENNEL_STARTUP_TIMEOUT": "3"})
+    failed = _startup_failure(w, "unreachable", 3.0)
+    assert "no reply within" not in failed["error"], failed
+    assert "111" in failed["error"] or "refused" in failed["error"].lower(), failed
+
 def test_worker_facing_a_silent_redis_gives_up_within_its_startup_timeout(server, spawn):
     with FaultProxy("127.0.0.1", server.port, password=SECRET) as proxy:
         proxy.blackhole = True  # accepts connections, never answers
