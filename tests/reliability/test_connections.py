@@ -167,6 +167,15 @@ def test_worker_with_a_wrong_password_says_so_and_exits(locked, spawn):
     assert "Cannot reach" not in failed["error"]
 
 
+
+def test_worker_without_a_password_is_told_the_url_needs_one(locked, spawn):
+    w = spawn(f"redis://127.0.0.1:{locked.port}/0", ready=False,
+              env={"FENNEL_CONNECT_TIMEOUT": "1"})
+    failed = w.wait_for("worker.startup_failed", 3 * 1.0 + 20)
+    assert failed["reason"] == "authentication refused", failed
+    assert "requires a password and the URL has none" in failed["error"], failed
+    assert w.wait(timeout=20) != 0
+
 def test_worker_with_unreachable_redis_says_so_and_exits(spawn):
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1"})
