@@ -339,6 +339,48 @@ def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_serve
         w.kill()
 
 
+
+NOISY_AT_IMPORT = """
+import logging
+import os
+import time
+import warnings
+
+from fennel import App
+
+app = App(name="tests-noisy-import")
+logging.getLogger("noisy.setup").warning("no SMTP host set, using localhost")
+warnings.warn("an old option is used")
+time.sleep(float(os.environ["NOISY_IMPORT_SECONDS"]))  # a slow import
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+
+
+def test_json_logs_cover_what_happens_while_the_app_is_imported(tmp_path, redis_server):
+    from fennel.cli._loader import IMPORT_WARNING_AFTER
+    from tests.reliability.conftest import wait_until
+
+    (tmp_path / "noisy.py").write_text(NOISY_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # Slow enough that the import watchdog speaks too.
+    env.update(NOISY_IMPORT_SECONDS=str(IMPORT_WARNING_AFTER + 1.0))
+    w = WorkerIn([sys.executable, "-m", "fennel", "worker", "--app", "noisy:app",
+                  "--log-format", "json", "--redis-url", redis_server.url], env, cwd=tmp_path)
+    try:
+        w.wait_for("worker.started", timeout=60)
+        wait_until(lambda: len(w.raw) >= 4, 10, what="the import-time lines")
+        events = {e.get("event", ""): e for e in w.events}
+        assert "no SMTP host set, using localhost" in events, w.raw
+        assert any("an old option is used" in e for e in events), w.raw
+        assert any(e.startswith("Warning: importing 'noisy'") for e in events), w.raw
+        assert len(w.events) == len(w.raw), [ln for ln in w.raw if not ln.startswith("{")]
+    finally:
+        w.kill()
+
 def test_demo_against_a_running_server(tmp_path, redis_server):
     env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
     out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "2", "--redis-url",

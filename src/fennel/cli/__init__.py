@@ -94,11 +94,21 @@ def worker(
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
 
+    # JSON asked for on the command line or in the environment: what is logged or warned
+    # while the app module is imported comes out as JSON lines too, not as plain text.
+    early = (log_format.value if log_format is not None
+             else os.environ.get("FENNEL_LOG_FORMAT", "").strip().lower(),
+             log_level.value if log_level is not None
+             else os.environ.get("FENNEL_LOG_LEVEL", "info").strip().lower())
+    configured = early[0] == "json" and early[1] in _LogLevel.__members__
+    if configured:
+        configure(*early)
     the_app = load_app(app, redis_url, grace_period=grace_period,
                        log_format=log_format and log_format.value,
                        log_level=log_level and log_level.value)
     s = the_app.settings
-    configure(s.log_format, s.log_level)
+    if not configured or (s.log_format, s.log_level) != early:
+        configure(s.log_format, s.log_level)
     w = Worker(the_app, concurrency=concurrency, pool=pool and pool.value, app_spec=app,
                health_port=health_port)
     code = run_async(w.run())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -85,13 +86,18 @@ def _import_watchdog(module_name: str, spec: str) -> Iterator[None]:
         if done.wait(IMPORT_WARNING_AFTER):
             return
         where = _user_line(importer, module_name.partition(".")[0])
-        sys.stderr.write(
-            f"Warning: importing {module_name!r} for --app {spec!r} has taken more than "
+        text = (
+            f"importing {module_name!r} for --app {spec!r} has taken more than "
             f"{IMPORT_WARNING_AFTER:.0f}s{f' and is still at {where}' if where else ''}. A "
             "module that blocks at import hangs here: most often it enqueues a job and waits "
             "for its result (.get(), gather, wait) at module level, and the job can only run "
             "once this worker has started. Move such code into a function or under "
-            "'if __name__ == \"__main__\":'.\n")
+            "'if __name__ == \"__main__\":'.")
+        if logging.getLogger().handlers:
+            # Log lines are set up already (JSON lines): the warning is one of them.
+            logging.getLogger("fennel.cli").warning("Warning: %s", text)
+            return
+        sys.stderr.write(f"Warning: {text}\n")
         sys.stderr.flush()
 
     threading.Thread(target=watch, name="fennel-import-watchdog", daemon=True).start()
