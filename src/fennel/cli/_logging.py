@@ -308,7 +308,13 @@ def configure(log_format: str, log_level: str) -> None:
     # Process-pool children configure themselves the same way (see configure_child).
     os.environ[_CHILD_ENV] = f"{log_format}:{log_level}"
     flush_logs(timeout=1.0)
-    _writer = _Writer(sys.stderr.fileno(), formatter(log_format, colors=sys.stderr.isatty()))
+    try:
+        fd, colors = sys.stderr.fileno(), sys.stderr.isatty()
+    except (AttributeError, OSError, ValueError):
+        # Started without a stderr (closed by whoever started it, so sys.stderr is None): the
+        # lines go nowhere, and the worker runs all the same.
+        fd, colors = os.open(os.devnull, os.O_WRONLY), False
+    _writer = _Writer(fd, formatter(log_format, colors=colors))
     root = logging.getLogger()
     for old in root.handlers[:]:
         # An app module may have called basicConfig on import: one format for every line.
