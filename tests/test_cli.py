@@ -340,6 +340,30 @@ def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_serve
 
 
 
+
+RAISES_AT_IMPORT = """
+def connect():
+    raise RuntimeError("cannot reach the billing service")
+
+
+connect()
+"""
+
+
+def test_an_app_module_that_raises_at_import_shows_its_own_traceback_and_one_error(tmp_path):
+    (tmp_path / "broken.py").write_text(RAISES_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for command in (("worker",), ("info",), ("dlq", "read")):
+        out = subprocess.run([sys.executable, "-m", "fennel", *command, "--app", "broken:app"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        lines = out.stderr.strip().splitlines()
+        assert lines[0] == "Traceback (most recent call last):", out.stderr
+        assert "broken.py" in lines[1], out.stderr  # the module's frame comes first
+        assert not any("typer" in ln or "click" in ln for ln in lines), out.stderr
+        assert lines[-1].startswith("Error: Importing module 'broken'"), out.stderr
+        assert "RuntimeError: cannot reach the billing service" in lines[-1], out.stderr
+
 NOISY_AT_IMPORT = """
 import logging
 import os

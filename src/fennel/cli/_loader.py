@@ -8,12 +8,13 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from fennel.exceptions import AppNotFound
+from fennel.exceptions import AppNotFound, FennelError
 
 AppOption = Annotated[str, typer.Option(
     "--app", "-a", metavar="MODULE:ATTR", help="The app, as 'module:attribute'.")]
@@ -54,7 +55,13 @@ def load_app(spec: str, redis_url: str | None = None, **overrides: Any) -> Any:
                 f"Cannot import module {module_name!r} for --app {spec!r} ({exc}). Run from "
                 "the directory that contains it, or make it importable (pip install -e .)."
             ) from exc
-        raise
+        _print_user_traceback(exc)
+        raise AppNotFound(_import_failed(module_name, spec, exc)) from None
+    except FennelError:
+        raise  # says what is wrong in one line (e.g. an invalid setting)
+    except Exception as exc:
+        _print_user_traceback(exc)
+        raise AppNotFound(_import_failed(module_name, spec, exc)) from None
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -69,6 +76,23 @@ def load_app(spec: str, redis_url: str | None = None, **overrides: Any) -> Any:
     if changes:
         app.update_settings(**changes)
     return app
+
+
+def _import_failed(module_name: str, spec: str, exc: BaseException) -> str:
+    return (f"Importing module {module_name!r} for --app {spec!r} raised "
+            f"{type(exc).__name__}: {exc} (its traceback is above). Fix the module, then "
+            "start again.")
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback of an exception raised while importing the app's module, from the
+    module's own code on: the command line's and importlib's frames above it say nothing."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or "importlib" in tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if sys.stderr is not None:
+        traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
 
 
 #: Seconds an app module may take to import before the CLI warns that it may be blocked.
