@@ -417,6 +417,24 @@ def test_demo_against_a_running_server(tmp_path, redis_server):
     Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
 
 
+
+def test_demo_next_steps_say_to_activate_the_virtualenv_it_ran_from(tmp_path, redis_server):
+    # scripts/demo.sh runs .venv/bin/fennel without activating .venv: the `fennel` and
+    # `python` of the next steps are found only once it is.
+    if sys.prefix == sys.base_prefix:
+        import pytest
+
+        pytest.skip("the tests do not run in a virtualenv")
+    env = {k: v for k, v in os.environ.items() if k not in ("FENNEL_REDIS_URL", "VIRTUAL_ENV")}
+    out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "1", "--redis-url",
+                          redis_server.url], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    steps = out.stdout.split("Try next")[1]
+    assert f". {Path(sys.prefix) / 'bin' / 'activate'}" in steps, steps
+    assert steps.index("activate") < steps.index("fennel worker"), steps
+    Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
+
 def test_update_settings_validates_like_the_constructor():
     import pytest
 

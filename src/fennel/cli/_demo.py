@@ -160,6 +160,12 @@ def _show_jobs(console: Console, jobs: int, url: str) -> None:
 def _next_steps(console: Console, redis_url: str | None) -> None:
     url = mask_url(redis_url or "redis://127.0.0.1:6379/0")
     console.print(f"\nTry next, with a Redis of your own at {url}:")
+    if sys.prefix != sys.base_prefix and os.environ.get("VIRTUAL_ENV") != sys.prefix:
+        # Run from a virtualenv that is not active (scripts/demo.sh): `fennel` and the
+        # `python` that has Fennel are on PATH only once it is.
+        console.print(f"  . {Path(sys.prefix) / 'bin' / 'activate'}\n"
+                      "      first, so that `fennel` and `python` are the ones with Fennel",
+                      markup=False)
     for command, why in (
         (f"fennel worker --app {_APP} --redis-url {url}", "start a worker"),
         (f"FENNEL_REDIS_URL={url} python -c 'from fennel.examples.demo import square; "
