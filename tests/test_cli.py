@@ -364,6 +364,24 @@ def test_an_app_module_that_raises_at_import_shows_its_own_traceback_and_one_err
         assert lines[-1].startswith("Error: Importing module 'broken'"), out.stderr
         assert "RuntimeError: cannot reach the billing service" in lines[-1], out.stderr
 
+
+def test_with_json_logs_the_workers_last_words_are_json_too(tmp_path):
+    import orjson
+
+    (tmp_path / "broken.py").write_text(RAISES_AT_IMPORT)
+    (tmp_path / "hardcoded.py").write_text(HARD_CODED)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FENNEL_REDIS_URL")}
+    env.update(FENNEL_STARTUP_TIMEOUT="1")
+    for spec, said in (("broken:app", "Error: Importing module 'broken'"),
+                       ("hardcoded:app", "Error: Cannot reach Redis")):
+        out = subprocess.run([sys.executable, "-m", "fennel", "worker", "--app", spec,
+                              "--log-format", "json"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        events = [orjson.loads(ln) for ln in out.stderr.strip().splitlines()]  # all JSON
+        assert events[-1]["event"].startswith(said), events[-1]
+        assert events[-1]["level"] == "error", events[-1]
+
 NOISY_AT_IMPORT = """
 import logging
 import os

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 import sys
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ import typer
 from fennel.cli import dlq, ops
 from fennel.cli._console import fail
 from fennel.cli._loader import AppOption, RedisUrlOption, load_app
-from fennel.cli._logging import configure, flush_logs
+from fennel.cli._logging import configure, flush_logs, json_lines
 from fennel.exceptions import FennelError
 
 __all__ = ["cli", "main"]
@@ -153,6 +154,11 @@ def main() -> None:
     try:
         code = cli(standalone_mode=False)
     except FennelError as exc:
+        if json_lines():
+            # The worker's log lines are JSON: its last one is too, for the log shipper.
+            logging.getLogger("fennel.cli").error("Error: %s", exc)
+            flush_logs()
+            raise SystemExit(2) from None
         fail(str(exc), 2)
     except _clickexc.UsageError as exc:
         if isinstance(exc, _NO_ARGS_IS_HELP):

@@ -91,7 +91,11 @@ def _print_user_traceback(exc: BaseException) -> None:
     while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
                               or "importlib" in tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    if sys.stderr is not None:
+    if logging.getLogger().handlers:
+        # Log lines are set up already (JSON lines): the traceback is one of them.
+        logging.getLogger("fennel.cli").error("The app's module raised at import",
+                                              exc_info=(type(exc), exc, tb))
+    elif sys.stderr is not None:
         traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
 
 
