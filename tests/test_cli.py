@@ -382,6 +382,21 @@ def test_with_json_logs_the_workers_last_words_are_json_too(tmp_path):
         assert events[-1]["event"].startswith(said), events[-1]
         assert events[-1]["level"] == "error", events[-1]
 
+
+def test_worker_with_a_health_port_it_cannot_use_is_one_error_line(tmp_path, redis_server):
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for value in (str(port), "70000"):
+            out = fennel("worker", "--app", "tests.apps.basic:app", "--redis-url",
+                         redis_server.url, "--health-port", value, env=env)
+            line = _one_error_line(out)
+            assert "--health-port" in line or "health_port" in line, line
+
 NOISY_AT_IMPORT = """
 import logging
 import os

@@ -90,7 +90,8 @@ def worker(
         case_sensitive=False,
         help="The least severe level logged (default: the setting).")] = None,
     health_port: Annotated[int | None, typer.Option(
-        metavar="PORT", help="Serve /livez, /readyz and /metrics on this port.")] = None,
+        min=0, max=65535, metavar="PORT",
+        help="Serve /livez, /readyz and /metrics on this port.")] = None,
 ) -> None:
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
