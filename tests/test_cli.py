@@ -228,6 +228,15 @@ def test_demo_without_a_server_binary_is_one_error_line(tmp_path):
     assert "FENNEL_REDIS_SERVER" in line and "--redis-url" in line
 
 
+
+def test_demo_against_an_unreachable_server_is_one_error_line(tmp_path):
+    # Nothing listens on port 1: the demo says so at once, without starting a worker that
+    # would retry for its whole startup_timeout, and claims nothing went well.
+    out = fennel("demo", "--redis-url", "redis://:pw@127.0.0.1:1/0", cwd=tmp_path)
+    line = _one_error_line(out)
+    assert "Cannot reach Redis at redis://:***@127.0.0.1:1/0" in line, line
+    assert "✓" not in out.stdout and "pw@" not in out.stdout + out.stderr, out.stdout
+
 # -- --redis-url and --grace-period ------------------------------------------------------------
 
 HARD_CODED = """
@@ -330,6 +339,105 @@ def test_worker_warns_when_the_app_module_blocks_at_import(tmp_path, redis_serve
         w.kill()
 
 
+
+
+RAISES_AT_IMPORT = """
+def connect():
+    raise RuntimeError("cannot reach the billing service")
+
+
+connect()
+"""
+
+
+def test_an_app_module_that_raises_at_import_shows_its_own_traceback_and_one_error(tmp_path):
+    (tmp_path / "broken.py").write_text(RAISES_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for command in (("worker",), ("info",), ("dlq", "read")):
+        out = subprocess.run([sys.executable, "-m", "fennel", *command, "--app", "broken:app"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        lines = out.stderr.strip().splitlines()
+        assert lines[0] == "Traceback (most recent call last):", out.stderr
+        assert "broken.py" in lines[1], out.stderr  # the module's frame comes first
+        assert not any("typer" in ln or "click" in ln for ln in lines), out.stderr
+        assert lines[-1].startswith("Error: Importing module 'broken'"), out.stderr
+        assert "RuntimeError: cannot reach the billing service" in lines[-1], out.stderr
+
+
+def test_with_json_logs_the_workers_last_words_are_json_too(tmp_path):
+    import orjson
+
+    (tmp_path / "broken.py").write_text(RAISES_AT_IMPORT)
+    (tmp_path / "hardcoded.py").write_text(HARD_CODED)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FENNEL_REDIS_URL")}
+    env.update(FENNEL_STARTUP_TIMEOUT="1")
+    for spec, said in (("broken:app", "Error: Importing module 'broken'"),
+                       ("hardcoded:app", "Error: Cannot reach Redis")):
+        out = subprocess.run([sys.executable, "-m", "fennel", "worker", "--app", spec,
+                              "--log-format", "json"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        events = [orjson.loads(ln) for ln in out.stderr.strip().splitlines()]  # all JSON
+        assert events[-1]["event"].startswith(said), events[-1]
+        assert events[-1]["level"] == "error", events[-1]
+
+
+def test_worker_with_a_health_port_it_cannot_use_is_one_error_line(tmp_path, redis_server):
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for value in (str(port), "70000"):
+            out = fennel("worker", "--app", "tests.apps.basic:app", "--redis-url",
+                         redis_server.url, "--health-port", value, env=env)
+            line = _one_error_line(out)
+            assert "--health-port" in line or "health_port" in line, line
+
+NOISY_AT_IMPORT = """
+import logging
+import os
+import time
+import warnings
+
+from fennel import App
+
+app = App(name="tests-noisy-import")
+logging.getLogger("noisy.setup").warning("no SMTP host set, using localhost")
+warnings.warn("an old option is used")
+time.sleep(float(os.environ["NOISY_IMPORT_SECONDS"]))  # a slow import
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+
+
+def test_json_logs_cover_what_happens_while_the_app_is_imported(tmp_path, redis_server):
+    from fennel.cli._loader import IMPORT_WARNING_AFTER
+    from tests.reliability.conftest import wait_until
+
+    (tmp_path / "noisy.py").write_text(NOISY_AT_IMPORT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # Slow enough that the import watchdog speaks too.
+    env.update(NOISY_IMPORT_SECONDS=str(IMPORT_WARNING_AFTER + 1.0))
+    w = WorkerIn([sys.executable, "-m", "fennel", "worker", "--app", "noisy:app",
+                  "--log-format", "json", "--redis-url", redis_server.url], env, cwd=tmp_path)
+    try:
+        w.wait_for("worker.started", timeout=60)
+        wait_until(lambda: len(w.raw) >= 4, 10, what="the import-time lines")
+        events = {e.get("event", ""): e for e in w.events}
+        assert "no SMTP host set, using localhost" in events, w.raw
+        assert any("an old option is used" in e for e in events), w.raw
+        assert any(e.startswith("Warning: importing 'noisy'") for e in events), w.raw
+        assert len(w.events) == len(w.raw), [ln for ln in w.raw if not ln.startswith("{")]
+    finally:
+        w.kill()
+
 def test_demo_against_a_running_server(tmp_path, redis_server):
     env = {k: v for k, v in os.environ.items() if k != "FENNEL_REDIS_URL"}
     out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "2", "--redis-url",
@@ -341,6 +449,24 @@ def test_demo_against_a_running_server(tmp_path, redis_server):
     assert f"--redis-url {redis_server.url}" in out.stdout  # the next steps use it too
     Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
 
+
+
+def test_demo_next_steps_say_to_activate_the_virtualenv_it_ran_from(tmp_path, redis_server):
+    # scripts/demo.sh runs .venv/bin/fennel without activating .venv: the `fennel` and
+    # `python` of the next steps are found only once it is.
+    if sys.prefix == sys.base_prefix:
+        import pytest
+
+        pytest.skip("the tests do not run in a virtualenv")
+    env = {k: v for k, v in os.environ.items() if k not in ("FENNEL_REDIS_URL", "VIRTUAL_ENV")}
+    out = subprocess.run([sys.executable, "-m", "fennel", "demo", "--jobs", "1", "--redis-url",
+                          redis_server.url], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    steps = out.stdout.split("Try next")[1]
+    assert f". {Path(sys.prefix) / 'bin' / 'activate'}" in steps, steps
+    assert steps.index("activate") < steps.index("fennel worker"), steps
+    Path(next(w for w in out.stdout.split() if "fennel-demo-worker-" in w)).unlink()
 
 def test_update_settings_validates_like_the_constructor():
     import pytest

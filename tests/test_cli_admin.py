@@ -90,3 +90,11 @@ def test_dry_run_changes_nothing(start_worker):
     out = _run("dlq", "purge", *APP, "--dry-run", "--id", one)
     assert out.stdout.strip().endswith("1 job(s) would be purged.")
     assert _dead_ids() == ids
+
+
+def test_read_with_a_filter_that_matches_nothing_does_not_call_the_dlq_empty(start_worker):
+    _two_dead(start_worker)
+    out = _run("dlq", "read", *APP, "--task", "no.such.task")
+    assert out.returncode == 0, out.stderr
+    assert "is empty" not in out.stdout, out.stdout
+    assert "No dead job" in out.stdout and "of 2 in the dead-letter queue" in out.stdout

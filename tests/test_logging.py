@@ -103,6 +103,27 @@ def test_worker_keeps_working_and_stops_on_a_signal_after_its_log_pipe_closes(si
         _kill(proc)
 
 
+
+def _close_stdout_and_stderr() -> None:
+    os.close(1)
+    os.close(2)
+
+
+def test_worker_started_without_stdout_and_stderr_runs_jobs_and_stops():
+    # A supervisor that closes both: the worker has nowhere to log, and works all the same.
+    full_env = {**os.environ, "FENNEL_LOG_FORMAT": "json", "FENNEL_GRACE_PERIOD": "5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fennel", "worker", "--app", BASIC], cwd=ROOT, env=full_env,
+        stdin=subprocess.DEVNULL, preexec_fn=_close_stdout_and_stderr,
+        start_new_session=True)
+    try:
+        handles = [add.delay(i, 4) for i in range(20)]
+        assert [h.get(timeout=60) for h in handles] == [i + 4 for i in range(20)]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        _kill(proc)
+
 def _unread(fd: int) -> int:
     buf = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
     return int(struct.unpack("i", buf)[0])

@@ -167,12 +167,32 @@ def test_worker_with_a_wrong_password_says_so_and_exits(locked, spawn):
     assert "Cannot reach" not in failed["error"]
 
 
+
+def test_worker_without_a_password_is_told_the_url_needs_one(locked, spawn):
+    w = spawn(f"redis://127.0.0.1:{locked.port}/0", ready=False,
+              env={"FENNEL_CONNECT_TIMEOUT": "1"})
+    failed = w.wait_for("worker.startup_failed", 3 * 1.0 + 20)
+    assert failed["reason"] == "authentication refused", failed
+    assert "requires a password and the URL has none" in failed["error"], failed
+    assert w.wait(timeout=20) != 0
+
 def test_worker_with_unreachable_redis_says_so_and_exits(spawn):
     url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
     w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1"})
     failed = _startup_failure(w, "unreachable", 3 * 1.0)
     assert "Cannot reach Redis" in failed["error"]
 
+
+
+def test_worker_that_gives_up_reports_why_it_could_not_connect(spawn):
+    # Every attempt is refused; the one that ends the wait must say so too, not report the
+    # time-out of a last attempt squeezed into what was left of startup_timeout.
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    w = spawn(url, ready=False, env={"FENNEL_CONNECT_TIMEOUT": "1",
+                                     "FENNEL_STARTUP_TIMEOUT": "3"})
+    failed = _startup_failure(w, "unreachable", 3.0)
+    assert "no reply within" not in failed["error"], failed
+    assert "111" in failed["error"] or "refused" in failed["error"].lower(), failed
 
 def test_worker_facing_a_silent_redis_gives_up_within_its_startup_timeout(server, spawn):
     with FaultProxy("127.0.0.1", server.port, password=SECRET) as proxy:

@@ -171,6 +171,12 @@ class Broker:
             return exc  # translated already (e.g. by a batch, for each of its callers)
         if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
             # Before the generic case: these are ConnectionErrors too in redis-py.
+            if not self._redis.connection_pool.connection_kwargs.get("password"):
+                return AuthenticationFailed(
+                    f"Redis at {self.masked_url} requires a password and the URL has none "
+                    f"(seen while {doing}: {mask_url(str(exc))}). Put it in the URL: "
+                    "redis://:PASSWORD@host:port/db (or redis://USER:PASSWORD@...)."
+                )
             return AuthenticationFailed(
                 f"Redis at {self.masked_url} refused the credentials while {doing} "
                 f"({mask_url(str(exc))}). Check the username and password in the URL."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +15,7 @@ import typer
 from fennel.cli import dlq, ops
 from fennel.cli._console import fail
 from fennel.cli._loader import AppOption, RedisUrlOption, load_app
-from fennel.cli._logging import configure, flush_logs
+from fennel.cli._logging import configure, flush_logs, json_lines
 from fennel.exceptions import FennelError
 
 if TYPE_CHECKING:
@@ -92,16 +93,27 @@ def worker(
         case_sensitive=False,
         help="The least severe level logged (default: the setting).")] = None,
     health_port: Annotated[int | None, typer.Option(
-        metavar="PORT", help="Serve /livez, /readyz and /metrics on this port.")] = None,
+        min=0, max=65535, metavar="PORT",
+        help="Serve /livez, /readyz and /metrics on this port.")] = None,
 ) -> None:
     """Run a worker that executes the app's jobs until SIGTERM/SIGINT."""
     from fennel.worker import Worker
 
+    # JSON asked for on the command line or in the environment: what is logged or warned
+    # while the app module is imported comes out as JSON lines too, not as plain text.
+    early = (log_format.value if log_format is not None
+             else os.environ.get("FENNEL_LOG_FORMAT", "").strip().lower(),
+             log_level.value if log_level is not None
+             else os.environ.get("FENNEL_LOG_LEVEL", "info").strip().lower())
+    configured = early[0] == "json" and early[1] in _LogLevel.__members__
+    if configured:
+        configure(*early)
     the_app = load_app(app, redis_url, grace_period=grace_period,
                        log_format=log_format and log_format.value,
                        log_level=log_level and log_level.value)
     s = the_app.settings
-    configure(s.log_format, s.log_level)
+    if not configured or (s.log_format, s.log_level) != early:
+        configure(s.log_format, s.log_level)
     w = Worker(the_app, concurrency=concurrency, pool=pool and pool.value, app_spec=app,
                health_port=health_port)
     code = run_worker(w)
@@ -188,6 +200,11 @@ def main() -> None:
     try:
         code = cli(standalone_mode=False)
     except FennelError as exc:
+        if json_lines():
+            # The worker's log lines are JSON: its last one is too, for the log shipper.
+            logging.getLogger("fennel.cli").error("Error: %s", exc)
+            flush_logs()
+            raise SystemExit(2) from None
         fail(str(exc), 2)
     except _clickexc.UsageError as exc:
         if isinstance(exc, _NO_ARGS_IS_HELP):

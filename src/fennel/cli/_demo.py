@@ -32,6 +32,7 @@ _APP = "fennel.examples.demo:app"
 def _redis(redis_url: str | None) -> Iterator[tuple[str, str]]:
     """``(url, what it is)``: the given server, or a private one removed afterwards."""
     if redis_url is not None:
+        _check_server(redis_url)
         yield redis_url, "your server"
         return
     elsewhere = "fennel demo --redis-url redis://127.0.0.1:6379/0"
@@ -49,6 +50,28 @@ def _redis(redis_url: str | None) -> Iterator[tuple[str, str]]:
                            "removed at the end")
     finally:
         server.close()
+
+
+def _check_server(url: str) -> None:
+    """End the demo at once, saying why, if the given server cannot be used: the worker
+    would otherwise retry for its whole ``startup_timeout`` before the demo could tell."""
+    import asyncio
+
+    from fennel.broker import Broker
+    from fennel.exceptions import BrokerError
+    from fennel.keys import Keys
+
+    async def ping() -> None:
+        broker = Broker(url, Keys("fennel-demo"), connect_timeout=5.0, socket_timeout=5.0)
+        try:
+            await broker.ping()
+        finally:
+            await broker.aclose()
+
+    try:
+        asyncio.run(ping())
+    except BrokerError as exc:
+        fail(str(exc))
 
 
 def _wait_started(worker: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -80,10 +103,16 @@ def run_demo(jobs: int, redis_url: str | None = None) -> None:
                           f"Its log: {log}")
             _show_jobs(console, jobs, url)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            code = worker.wait(timeout=60)
-            console.print(f"[green]✓[/green] The worker stopped gracefully on SIGTERM "
-                          f"(exit code {code}).")
+            # A worker that exited by itself (it could not start) was not stopped by us.
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                code = worker.wait(timeout=60)
+                if code == 0:
+                    console.print("[green]✓[/green] The worker stopped gracefully on "
+                                  "SIGTERM (exit code 0).")
+                else:
+                    console.print(f"[red]✗[/red] The worker exited with code {code} on "
+                                  f"SIGTERM; its log: {log}")
     _next_steps(console, redis_url)
 
 
@@ -131,6 +160,12 @@ def _show_jobs(console: Console, jobs: int, url: str) -> None:
 def _next_steps(console: Console, redis_url: str | None) -> None:
     url = mask_url(redis_url or "redis://127.0.0.1:6379/0")
     console.print(f"\nTry next, with a Redis of your own at {url}:")
+    if sys.prefix != sys.base_prefix and os.environ.get("VIRTUAL_ENV") != sys.prefix:
+        # Run from a virtualenv that is not active (scripts/demo.sh): `fennel` and the
+        # `python` that has Fennel are on PATH only once it is.
+        console.print(f"  . {Path(sys.prefix) / 'bin' / 'activate'}\n"
+                      "      first, so that `fennel` and `python` are the ones with Fennel",
+                      markup=False)
     for command, why in (
         (f"fennel worker --app {_APP} --redis-url {url}", "start a worker"),
         (f"FENNEL_REDIS_URL={url} python -c 'from fennel.examples.demo import square; "

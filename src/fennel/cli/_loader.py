@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from fennel.exceptions import AppNotFound
+from fennel.exceptions import AppNotFound, FennelError
 
 AppOption = Annotated[str, typer.Option(
     "--app", "-a", metavar="MODULE:ATTR", help="The app, as 'module:attribute'.")]
@@ -53,7 +55,13 @@ def load_app(spec: str, redis_url: str | None = None, **overrides: Any) -> Any:
                 f"Cannot import module {module_name!r} for --app {spec!r} ({exc}). Run from "
                 "the directory that contains it, or make it importable (pip install -e .)."
             ) from exc
-        raise
+        _print_user_traceback(exc)
+        raise AppNotFound(_import_failed(module_name, spec, exc)) from None
+    except FennelError:
+        raise  # says what is wrong in one line (e.g. an invalid setting)
+    except Exception as exc:
+        _print_user_traceback(exc)
+        raise AppNotFound(_import_failed(module_name, spec, exc)) from None
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -68,6 +76,27 @@ def load_app(spec: str, redis_url: str | None = None, **overrides: Any) -> Any:
     if changes:
         app.update_settings(**changes)
     return app
+
+
+def _import_failed(module_name: str, spec: str, exc: BaseException) -> str:
+    return (f"Importing module {module_name!r} for --app {spec!r} raised "
+            f"{type(exc).__name__}: {exc} (its traceback is above). Fix the module, then "
+            "start again.")
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback of an exception raised while importing the app's module, from the
+    module's own code on: the command line's and importlib's frames above it say nothing."""
+    tb = exc.__traceback__
+    while tb is not None and (tb.tb_frame.f_code.co_filename == __file__
+                              or "importlib" in tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if logging.getLogger().handlers:
+        # Log lines are set up already (JSON lines): the traceback is one of them.
+        logging.getLogger("fennel.cli").error("The app's module raised at import",
+                                              exc_info=(type(exc), exc, tb))
+    elif sys.stderr is not None:
+        traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
 
 
 #: Seconds an app module may take to import before the CLI warns that it may be blocked.
@@ -85,13 +114,18 @@ def _import_watchdog(module_name: str, spec: str) -> Iterator[None]:
         if done.wait(IMPORT_WARNING_AFTER):
             return
         where = _user_line(importer, module_name.partition(".")[0])
-        sys.stderr.write(
-            f"Warning: importing {module_name!r} for --app {spec!r} has taken more than "
+        text = (
+            f"importing {module_name!r} for --app {spec!r} has taken more than "
             f"{IMPORT_WARNING_AFTER:.0f}s{f' and is still at {where}' if where else ''}. A "
             "module that blocks at import hangs here: most often it enqueues a job and waits "
             "for its result (.get(), gather, wait) at module level, and the job can only run "
             "once this worker has started. Move such code into a function or under "
-            "'if __name__ == \"__main__\":'.\n")
+            "'if __name__ == \"__main__\":'.")
+        if logging.getLogger().handlers:
+            # Log lines are set up already (JSON lines): the warning is one of them.
+            logging.getLogger("fennel.cli").warning("Warning: %s", text)
+            return
+        sys.stderr.write(f"Warning: {text}\n")
         sys.stderr.flush()
 
     threading.Thread(target=watch, name="fennel-import-watchdog", daemon=True).start()

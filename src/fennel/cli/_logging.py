@@ -45,6 +45,8 @@ _BATCH = 1024
 _GATHER = 0.01
 
 _writer: _Writer | None = None
+#: the format configure() set up for this process, if it was called
+_format: str | None = None
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
@@ -303,12 +305,19 @@ def formatter(log_format: str, *, colors: bool = False) -> logging.Formatter:
 
 def configure(log_format: str, log_level: str) -> None:
     """Structured logs on stderr: human-readable (``console``) or one JSON object per line."""
-    global _writer
+    global _writer, _format
     level = logging.getLevelName(log_level.upper())
+    _format = log_format
     # Process-pool children configure themselves the same way (see configure_child).
     os.environ[_CHILD_ENV] = f"{log_format}:{log_level}"
     flush_logs(timeout=1.0)
-    _writer = _Writer(sys.stderr.fileno(), formatter(log_format, colors=sys.stderr.isatty()))
+    try:
+        fd, colors = sys.stderr.fileno(), sys.stderr.isatty()
+    except (AttributeError, OSError, ValueError):
+        # Started without a stderr (closed by whoever started it, so sys.stderr is None): the
+        # lines go nowhere, and the worker runs all the same.
+        fd, colors = os.open(os.devnull, os.O_WRONLY), False
+    _writer = _Writer(fd, formatter(log_format, colors=colors))
     root = logging.getLogger()
     for old in root.handlers[:]:
         # An app module may have called basicConfig on import: one format for every line.
@@ -351,6 +360,11 @@ def _unraisable(args: Any) -> None:
     logging.getLogger("py.unraisable").warning(
         "%s: %r", args.err_msg or "Exception ignored in", args.object,
         exc_info=(args.exc_type, exc, args.exc_traceback))
+
+
+def json_lines() -> bool:
+    """Whether this process writes its log lines as JSON (so every line on stderr must be)."""
+    return _format == "json" and _writer is not None
 
 
 def flush_logs(timeout: float = 5.0) -> None:

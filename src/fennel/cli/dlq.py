@@ -45,14 +45,19 @@ def read(app: AppOption, task: TaskOption = None, id: IdOption = None,
 
     the_app = load_app(app, redis_url)
     keep = _filter(task, id)
-    jobs = [j for j in read_dead(the_app) if keep is None or keep(j)]
+    dead = read_dead(the_app)
+    jobs = [j for j in dead if keep is None or keep(j)]
     if json:
         for j in jobs:
             typer.echo(orjson.dumps(j.to_dict()).decode())
         return
     console = stdout_console()
-    if not jobs:
+    if not dead:
         console.print(f"The dead-letter queue of app {the_app.name!r} is empty.")
+        return
+    if not jobs:
+        console.print(f"No dead job of app {the_app.name!r} matches (of {len(dead)} in the "
+                      "dead-letter queue).")
         return
     for j in jobs:
         console.print(_describe(j))

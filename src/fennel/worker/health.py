@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fennel._log import get_logger
-from fennel.exceptions import BrokerError
+from fennel.exceptions import BrokerError, ConfigurationError
 
 if TYPE_CHECKING:
     from fennel.broker import QueueStats
@@ -46,7 +46,12 @@ class HealthServer:
         self.last_check = 0.0
         self.stats: QueueStats | None = None
         self.redis_error: str | None = "not checked yet"
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), _handler(self))
+        try:
+            self._server = ThreadingHTTPServer(("0.0.0.0", port), _handler(self))
+        except (OSError, OverflowError) as exc:
+            raise ConfigurationError(
+                "health_port", port, f"a port this worker can listen on ({exc}); pick a free "
+                "one with --health-port or FENNEL_HEALTH_PORT") from None
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis import exceptions as rexc
 
 from fennel._asyncio import cancel_requested, stop_tasks
 from fennel._log import get_logger
@@ -187,13 +188,21 @@ class Worker:
         ``startup_timeout``; then fail (the CLI exits non-zero) saying what went wrong."""
         delay = 0.1
         give_up = time.monotonic() + self.settings.startup_deadline
+        previous: BrokerError | None = None
         while True:
+            # Never past the startup deadline, however long socket_timeout is.
+            limit = max(0.1, min(self.settings.socket_timeout, give_up - time.monotonic()))
             try:
-                # Never past the startup deadline, however long socket_timeout is.
-                await self.broker.ensure_group(timeout=max(0.1, min(
-                    self.settings.socket_timeout, give_up - time.monotonic())))
+                await self.broker.ensure_group(timeout=limit)
                 return
-            except BrokerError as exc:
+            except BrokerError as caught:
+                exc = caught
+                if (previous is not None and limit < self.settings.socket_timeout
+                        and isinstance(exc.__cause__, rexc.TimeoutError)):
+                    # An attempt cut short by the deadline timed out: the error before it
+                    # (refused, unknown host, ...) says more about what is wrong.
+                    exc = previous
+                previous = exc
                 reason = ("authentication refused" if isinstance(exc, AuthenticationFailed)
                           else "unreachable" if isinstance(exc, ConnectionFailed)
                           else "error")
@@ -202,7 +211,7 @@ class Worker:
                     log.error("worker.startup_failed", reason=reason, error=exc,
                               redis=self.broker.masked_url,
                               startup_timeout=self.settings.startup_deadline)
-                    raise
+                    raise exc from exc.__cause__
                 log.warning("worker.connect_failed", reason=reason, error=exc,
                             redis=self.broker.masked_url, retry_in=delay)
                 await asyncio.sleep(min(delay, max(left, 0.0)))
