@@ -65,8 +65,9 @@ def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
 class Spawner:
     """Starts real worker processes; stops (SIGKILLs if need be) all of them at the end."""
 
-    def __init__(self, marks: Path) -> None:
+    def __init__(self, marks: Path, app_spec: str = WORKER_APP) -> None:
         self.marks = marks
+        self.app_spec = app_spec
         self.workers: list[WorkerProcess] = []
 
     def __call__(self, url: str, *extra: str, env: dict[str, str] | None = None,
@@ -75,7 +76,7 @@ class Spawner:
                     "PYTHONUNBUFFERED": "1", **(FAST if fast else {}),
                     "FENNEL_REDIS_URL": url, "FENNEL_TEST_MARKS": str(self.marks),
                     **(env or {})}
-        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", WORKER_APP,
+        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", self.app_spec,
                            *extra], full_env)
         self.workers.append(w)
         if ready:

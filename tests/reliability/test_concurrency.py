@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +21,18 @@ from fennel.exceptions import TaskFailed
 from fennel.testing import RedisServer
 from fennel.worker.executor import Executor
 from tests.apps import concurrency
-from tests.conftest import WorkerProcess
-from tests.reliability.conftest import FAST, read_marks, wait_until
+from tests.reliability.conftest import Spawner, read_marks, wait_until
 
 APP = "conc"
 WORKER_APP = "tests.apps.concurrency:app"
 
 
 @pytest.fixture
-def conc_worker(marks: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def conc_worker(marks: Path) -> Iterator[Spawner]:
     """Starts ``fennel worker`` on the concurrency app against a given server."""
-    started: list[WorkerProcess] = []
-
-    def start(url: str, *extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        full_env = {**os.environ, "FENNEL_LOG_FORMAT": "json", "FENNEL_LOG_LEVEL": "info",
-                    "PYTHONUNBUFFERED": "1", **FAST, "FENNEL_REDIS_URL": url,
-                    "FENNEL_TEST_MARKS": str(marks), **(env or {})}
-        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", WORKER_APP,
-                           *extra], full_env)
-        started.append(w)
-        w.wait_for("worker.started", timeout=30)
-        return w
-
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.kill()
+    spawner = Spawner(marks, WORKER_APP)
+    yield spawner
+    spawner.close()
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from fennel import App, _portal
 from fennel.client import purge_dead, read_dead, replay_dead
 from fennel.exceptions import TaskFailed, Timeout
 from fennel.job import Job
-from tests.conftest import ROOT, WorkerProcess
+from tests.conftest import ROOT
 from tests.reliability import outcome_apps
-from tests.reliability.conftest import FAST, read_marks, wait_until
+from tests.reliability.conftest import Spawner, read_marks, wait_until
 
 APP = "rel"
 PREFIX = f"fennel:{{{APP}}}:"
@@ -38,23 +38,10 @@ OUT_APP = "tests.reliability.outcome_apps:app"
 
 
 @pytest.fixture
-def worker(marks: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(url: str, *extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        full_env = {**os.environ, "FENNEL_LOG_FORMAT": "json", "FENNEL_LOG_LEVEL": "info",
-                    "PYTHONUNBUFFERED": "1", **FAST, "FENNEL_REDIS_URL": url,
-                    "FENNEL_TEST_MARKS": str(marks), **(env or {})}
-        w = WorkerProcess([sys.executable, "-m", "fennel", "worker", "--app", OUT_APP,
-                           *extra], full_env)
-        started.append(w)
-        w.wait_for("worker.started", timeout=30)
-        return w
-
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.kill()
+def worker(marks: Path) -> Iterator[Spawner]:
+    spawner = Spawner(marks, OUT_APP)
+    yield spawner
+    spawner.close()
 
 
 @pytest.fixture
