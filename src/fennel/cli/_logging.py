@@ -252,7 +252,12 @@ def configure(log_format: str, log_level: str) -> None:
     global _writer
     level = logging.getLevelName(log_level.upper())
     flush_logs(timeout=1.0)
-    _writer = _Writer(sys.stderr.fileno(), formatter(log_format, colors=sys.stderr.isatty()))
+    try:
+        fd, colors = sys.stderr.fileno(), sys.stderr.isatty()
+    except (AttributeError, OSError, ValueError):
+        # Started without a stderr at all (a daemon with its descriptors closed).
+        fd, colors = os.open(os.devnull, os.O_WRONLY), False
+    _writer = _Writer(fd, formatter(log_format, colors=colors))
     root = logging.getLogger()
     for old in root.handlers[:]:
         # An app module may have called basicConfig on import: one format for every line.
