@@ -324,6 +324,9 @@ def configure(log_format: str, log_level: str) -> None:
         root.removeHandler(old)
     root.addHandler(_writer.handler)
     root.setLevel(level)
+    # No output format here shows it, and the worker imports multiprocessing, which makes
+    # every record look up the current process's name.
+    logging.logMultiprocessing = False
     logging.captureWarnings(True)
     # Tracebacks Python would print to stderr itself become records too: one format, and
     # never a write that could block on the sink.
