@@ -169,14 +169,14 @@ class Job:
         Raises :class:`PayloadTooLarge` only if the job does not fit without any history.
         """
         data = self.encode()
-        if len(data) <= max_payload or not self.errors:
-            return self.encode(max_payload)
+        if len(data) <= max_payload:
+            return data
         bare = [{**e, "traceback": ""} for e in self.errors]
-        for errors in (bare, bare[-1:], []):
+        for errors in (bare, bare[-1:], []) if self.errors else ():
             data = dataclasses.replace(self, errors=errors).encode()
             if len(data) <= max_payload:
                 return data
-        return dataclasses.replace(self, errors=[]).encode(max_payload)
+        return dataclasses.replace(self, errors=[]).encode(max_payload)  # PayloadTooLarge
 
     @property
     def last_error(self) -> dict[str, Any] | None:

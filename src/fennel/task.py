@@ -55,11 +55,16 @@ class Task(Generic[P, R]):
     def check_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` if the function cannot be called with these arguments, as
         Python would, so a bad call fails at ``delay()`` and not later in a worker."""
+        params = self._parameters()
+        if not params.accepts(args, kwargs):
+            params.explain(self.name, args, kwargs)
+
+    def _parameters(self) -> _Parameters:
+        """The function's parameters, digested on first use."""
         params = self._params
         if params is None:
             params = self._params = _Parameters(self.fn)
-        if not params.accepts(args, kwargs):
-            params.explain(self.name, args, kwargs)
+        return params
 
     @property
     def retries(self) -> int:
@@ -98,10 +103,7 @@ class Task(Generic[P, R]):
         ``notify("ops@example.com", result)``. Arguments the function cannot take at all raise
         ``TypeError`` here; missing ones when the call is enqueued.
         """
-        params = self._params
-        if params is None:
-            params = self._params = _Parameters(self.fn)
-        params.check_partial(self.name, args, kwargs)
+        self._parameters().check_partial(self.name, args, kwargs)
         return Signature(self, args, kwargs)
 
     def _bulk_jobs(self, arguments: Iterable[BulkItem]) -> list[Job]:
@@ -338,17 +340,15 @@ class _Parameters:
             return 0 <= self.min_args <= n and (n <= self.max_args or self.max_args < 0)
         if n > len(self.positional) and not self.var_positional:
             return False
+        if not self.var_keyword and not self.keywords.issuperset(kwargs):
+            return False
         given = self.positional[:n]
-        if kwargs:
-            if not self.var_keyword and not self.keywords.issuperset(kwargs):
-                return False
-            if not given:
-                return self.required.issubset(kwargs)
-            given_set = set(given)
-            if not given_set.isdisjoint(kwargs):
-                return False  # the same parameter twice
-            return self.required <= given_set.union(kwargs)
-        return False  # not reached: no keywords returned above
+        if not given:
+            return self.required.issubset(kwargs)
+        given_set = set(given)
+        if not given_set.isdisjoint(kwargs):
+            return False  # the same parameter twice
+        return self.required <= given_set.union(kwargs)
 
     def explain(self, name: str, args: Sequence[Any], kwargs: dict[str, Any],
                 partial: bool = False) -> None:

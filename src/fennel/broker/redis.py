@@ -198,10 +198,6 @@ class Broker:
             return BrokerError(f"Redis at {self.masked_url} failed while {doing}: {exc}")
         return exc
 
-    def deadline(self, extra: float = 0.0) -> Deadline:
-        """A time limit of ``socket_timeout`` (+ ``extra``) around one call to Redis."""
-        return Deadline(self.socket_timeout + extra)
-
     async def _run(self, call: Callable[[], Awaitable[T]], *, repeatable: bool = True,
                    timeout: float | None = None) -> T:
         """Run ``call`` (a redis-py call, raising redis-py errors) within one deadline of
@@ -239,10 +235,10 @@ class Broker:
         with contextlib.suppress(Exception):
             await self._redis.connection_pool.disconnect(inuse_connections=False)
 
-    async def _guard(self, doing: str, coro: Callable[[], Awaitable[T]], *,
+    async def _guard(self, doing: str, call: Callable[[], Awaitable[T]], *,
                      repeatable: bool = True, timeout: float | None = None) -> T:
         try:
-            return await self._run(coro, repeatable=repeatable, timeout=timeout)
+            return await self._run(call, repeatable=repeatable, timeout=timeout)
         except (rexc.RedisError, OSError) as exc:
             raise self.translate(exc, doing) from exc
 
