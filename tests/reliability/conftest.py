@@ -96,15 +96,15 @@ def spawn(marks: Path) -> Iterator[Spawner]:
     s.close()
 
 
-@pytest.fixture
-def make_app() -> Iterator[Callable[..., App[Any]]]:
-    """``make_app(url, **settings)``: the suite's app in this process, closed afterwards."""
+def app_maker(build: Callable[..., App[Any]]) -> Iterator[Callable[..., App[Any]]]:
+    """Yields ``make(url, **settings)``: ``build(url, ...)`` with short timeouts, each app
+    closed afterwards. For fixtures that give tests a client of a worker's app."""
     made: list[App[Any]] = []
 
     def make(url: str, **settings: Any) -> App[Any]:
         settings.setdefault("socket_timeout", 2.0)
         settings.setdefault("connect_timeout", 2.0)
-        a = apps.build(url, **settings)
+        a = build(url, **settings)
         made.append(a)
         return a
 
@@ -113,6 +113,12 @@ def make_app() -> Iterator[Callable[..., App[Any]]]:
         with contextlib.suppress(Exception):
             a.close()
     _portal.stop()
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., App[Any]]]:
+    """``make_app(url, **settings)``: the suite's app in this process, closed afterwards."""
+    yield from app_maker(apps.build)
 
 
 # -- the oracle -----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ cannot be recorded as they are.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -22,13 +21,13 @@ import pytest
 import redis
 import redis.asyncio
 
-from fennel import App, _portal
+from fennel import App
 from fennel.client import purge_dead, read_dead, replay_dead
 from fennel.exceptions import TaskFailed, Timeout
 from fennel.job import Job
 from tests.conftest import ROOT
 from tests.reliability import outcome_apps
-from tests.reliability.conftest import Spawner, read_marks, wait_until
+from tests.reliability.conftest import Spawner, app_maker, read_marks, wait_until
 
 APP = "rel"
 PREFIX = f"fennel:{{{APP}}}:"
@@ -46,18 +45,7 @@ def worker(marks: Path) -> Iterator[Spawner]:
 
 @pytest.fixture
 def client() -> Iterator[Callable[..., App[Any]]]:
-    made: list[App[Any]] = []
-
-    def make(url: str, **settings: Any) -> App[Any]:
-        app = outcome_apps.build(url, socket_timeout=2.0, connect_timeout=2.0, **settings)
-        made.append(app)
-        return app
-
-    yield make
-    for a in made:
-        with contextlib.suppress(Exception):
-            a.close()
-    _portal.stop()
+    yield from app_maker(outcome_apps.build)
 
 
 def runs(marks: Path, key: str) -> int:
